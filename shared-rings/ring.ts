@@ -126,7 +126,8 @@ abstract class RingEnd {
   readonly header: Int32Array;
   /** The data area; record payloads are at `offset` values returned by reserve / set by peek. */
   readonly bytes: Uint8Array;
-  protected readonly words: Int32Array;
+  /** The data area as Int32 words (record headers; aligned payload copies). */
+  readonly words: Int32Array;
   readonly capacity: number;
   readonly maxRecord: number;
   protected readonly mask: number;
@@ -269,6 +270,28 @@ export class RingProducer extends RingEnd {
     const off = this.reserve(src.length, tag);
     if (off < 0) return false;
     this.bytes.set(src, off);
+    this.commit();
+    return true;
+  }
+
+  /**
+   * Forward the record `from` has peeked into this ring (same length and tag), without allocating:
+   * payloads in rings are 8-byte aligned, so short records are copied a word at a time and long ones with
+   * one typed-array copy. Returns false if this ring is full (nothing changed). Does not commit `from`.
+   */
+  forward(from: RingConsumer): boolean {
+    const len = from.length;
+    const off = this.reserve(len, from.tag);
+    if (off < 0) return false;
+    if (len <= 256) {
+      const src = from.words;
+      const dst = this.words;
+      const s = from.offset >> 2;
+      const d = off >> 2;
+      for (let i = 0, n = (len + 3) >> 2; i < n; i++) dst[d + i] = src[s + i];
+    } else {
+      this.bytes.set(from.bytes.subarray(from.offset, from.offset + len), off);
+    }
     this.commit();
     return true;
   }

@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+/**
+ * The keepnet command line. Argument parsing is Node's own util.parseArgs (no dependency needed).
+ *   keepnet bench rings [--json] [--scale X]
+ */
+import { parseArgs } from 'node:util';
+import { benchRings, formatRingBench } from '../bench/rings.js';
+
+const USAGE = `usage: keepnet <command> [options]
+
+commands:
+  bench rings [--json] [--scale X]   ring, postMessage and packet-pool throughput and latency
+`;
+
+function fail(msg: string): never {
+  process.stderr.write(`keepnet: ${msg}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+function num(v: string | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const x = Number(v);
+  if (!Number.isFinite(x) || x <= 0) fail(`--${name} must be a positive number, got '${v}'`);
+  return x;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'bench': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: { json: { type: 'boolean' }, scale: { type: 'string' } },
+      });
+      const what = positionals[0] ?? 'rings';
+      if (what !== 'rings') fail(`unknown benchmark '${what}'`);
+      const scale = num(values.scale, 'scale', 1);
+      const tty = !values.json && process.stderr.isTTY;
+      const r = await benchRings({
+        scale,
+        onProgress: (name) => {
+          if (!values.json) process.stderr.write(tty ? `\r\x1b[K  measuring: ${name}` : `measuring: ${name}\n`);
+        },
+      });
+      if (tty) process.stderr.write('\r\x1b[K');
+      process.stdout.write(values.json ? JSON.stringify(r) + '\n' : formatRingBench(r) + '\n');
+      return;
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return;
+    default:
+      fail(`unknown command '${cmd}'`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err) => {
+  process.stderr.write(`keepnet: ${err?.stack ?? err}\n`);
+  process.exit(1);
+});
