@@ -2,14 +2,18 @@
 /**
  * The keepnet command line. Argument parsing is Node's own util.parseArgs (no dependency needed).
  *   keepnet bench rings [--json] [--scale X]
+ *   keepnet faults --count N [--servers ...] [--kinds ...] [--json]
  */
 import { parseArgs } from 'node:util';
 import { benchRings, formatRingBench } from '../bench/rings.js';
+import { faultsCommand, FAULTS_USAGE } from './commands/faults.js';
 
 const USAGE = `usage: keepnet <command> [options]
 
 commands:
   bench rings [--json] [--scale X]   ring, postMessage and packet-pool throughput and latency
+  faults --count N ...               a fault campaign against a live stack under traffic:
+    ${FAULTS_USAGE}
 `;
 
 function fail(msg: string): never {
@@ -47,6 +51,9 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(values.json ? JSON.stringify(r) + '\n' : formatRingBench(r) + '\n');
       return;
     }
+    case 'faults':
+      await faultsCommand(rest, fail);
+      return;
     case undefined:
     case 'help':
     case '--help':

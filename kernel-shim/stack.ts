@@ -1,0 +1,223 @@
+/**
+ * A keepnet stack as the application sees it: `createStack()` lays out the shared memory, starts every
+ * server on its worker thread under the supervisor, and attaches the kernel shim (the application's end
+ * of the rings, on the main thread). The net/dgram-compatible APIs hang off this object as the protocol
+ * servers arrive; today it offers the runtime: stats, fault injection and probes.
+ */
+import { EventEmitter } from 'node:events';
+import { makeOwner } from '../shared-rings/pool.js';
+import { RingConsumer, RingProducer } from '../shared-rings/ring.js';
+import type { Doorbell } from '../shared-rings/doorbell.js';
+import { checksum } from '../servers/wire/checksum.js';
+import { HDR_DST_GEN, HDR_SRC_GEN, MSG, PROBE } from '../servers/runtime/messages.js';
+import { createStackMemory, StackMemory, type StackMemoryOptions } from '../servers/runtime/stack-memory.js';
+import { Supervisor, type FaultKind, type SupervisorOptions } from '../servers/runtime/supervisor.js';
+import { ENDPOINT_ID, SERVER_NAMES, type Endpoint, type ServerName } from '../servers/runtime/topology.js';
+
+export interface StackOptions extends StackMemoryOptions, SupervisorOptions {}
+
+/** Routes that make a probe visit a server and come back to the shim. */
+export const PROBE_ROUTES: Readonly<Record<ServerName, readonly Endpoint[]>> = {
+  udp: ['shim', 'udp', 'shim'],
+  tcp: ['shim', 'tcp', 'shim'],
+  ip: ['shim', 'udp', 'ip', 'udp', 'shim'],
+  driver: ['shim', 'udp', 'ip', 'driver', 'ip', 'udp', 'shim'],
+};
+
+export interface ProbeResult {
+  id: number;
+  server: ServerName;
+  rttUs: number;
+  intact: boolean;
+}
+
+interface PendingProbe {
+  server: ServerName;
+  resolve: (r: ProbeResult) => void;
+  reject: (e: Error) => void;
+  buf: number;
+  sum: number;
+  timer: NodeJS.Timeout | null;
+}
+
+export class Stack extends EventEmitter {
+  readonly memory: StackMemory;
+  readonly supervisor: Supervisor;
+  private readonly out = new Map<Endpoint, RingProducer>();
+  private readonly inputs: { from: Endpoint; ring: RingConsumer }[] = [];
+  private readonly bell: Doorbell;
+  private readonly pending = new Map<number, PendingProbe>();
+  private nextProbe = 1;
+  private running = false;
+  private pumping: Promise<void> | null = null;
+  private readonly owner = makeOwner(ENDPOINT_ID.shim, 0);
+  /** Probe outcomes (all time). */
+  readonly probeStats = { sent: 0, returned: 0, corrupted: 0, timedOut: 0, duplicates: 0, poolExhausted: 0 };
+
+  constructor(opts: StackOptions = {}) {
+    super();
+    this.memory = new StackMemory(createStackMemory(opts));
+    this.supervisor = new Supervisor(this.memory, opts);
+    for (const ev of ['death', 'recovered', 'hang', 'suspect', 'poison', 'crash-loop', 'warning']) {
+      this.supervisor.on(ev, (e) => this.emit(ev, e));
+    }
+    this.bell = this.memory.doorbellOf('shim');
+    this.bell.reset();
+    for (const to of this.memory.outputsOf('shim')) {
+      this.out.set(to, new RingProducer(this.memory.ring('shim', to), { wake: this.memory.doorbellOf(to) }));
+    }
+    for (const from of this.memory.inputsOf('shim')) {
+      this.inputs.push({ from, ring: new RingConsumer(this.memory.ring(from, 'shim'), { doorbell: this.bell }) });
+    }
+  }
+
+  async start(): Promise<this> {
+    await this.supervisor.start();
+    this.running = true;
+    this.pumping = this.pump();
+    return this;
+  }
+
+  /** The shim's receive loop: drains its input rings, parks (without blocking the event loop) when idle. */
+  private async pump(): Promise<void> {
+    while (this.running) {
+      let did = 0;
+      for (const { from, ring } of this.inputs) {
+        while (ring.peek() >= 0) {
+          this.receive(from, ring);
+          ring.commit();
+          did++;
+        }
+      }
+      if (did > 0) continue;
+      const key = this.bell.prepare();
+      if (!this.running || this.inputs.some((i) => i.ring.peek() >= 0)) {
+        this.bell.cancel();
+        continue;
+      }
+      await this.bell.waitAsync(key, 200);
+    }
+  }
+
+  private receive(from: Endpoint, ring: RingConsumer): void {
+    if (ring.tag !== MSG.PROBE || ring.length < PROBE.BYTES) return;
+    const b = ring.bytes;
+    const off = ring.offset;
+    const dv = new DataView(b.buffer, b.byteOffset + off, PROBE.BYTES);
+    const id = dv.getUint32(PROBE.ID, true);
+    const p = this.pending.get(id);
+    const buf = dv.getInt32(PROBE.BUF, true);
+    const pool = this.memory.pool;
+    if (!p) {
+      // A probe replayed by a server that crashed after forwarding it: its buffer was claimed already.
+      this.probeStats.duplicates++;
+      return;
+    }
+    let intact = true;
+    if (buf >= 0) {
+      if (!pool.transfer(buf, makeOwner(ENDPOINT_ID[from], 0), this.owner)) {
+        this.probeStats.duplicates++;
+        return;
+      }
+      const len = dv.getInt32(PROBE.LEN, true);
+      intact = checksum(pool.bytes, pool.offsetOf(buf), len) === p.sum;
+      pool.free(buf, this.owner);
+    }
+    this.pending.delete(id);
+    if (p.timer) clearTimeout(p.timer);
+    this.probeStats.returned++;
+    if (!intact) this.probeStats.corrupted++;
+    p.resolve({ id, server: p.server, rttUs: this.memory.clock.nowUs() - dv.getFloat64(PROBE.SENT_US, true), intact });
+  }
+
+  /**
+   * Send a probe through `server` and back, carrying `payload` bytes in a pool buffer by descriptor.
+   * Resolves when it returns (intact or not); rejects after `timeoutMs`.
+   */
+  probe(server: ServerName, payload = 256, timeoutMs = 10_000): Promise<ProbeResult> {
+    const route = PROBE_ROUTES[server];
+    if (!route) {
+      return Promise.reject(Object.assign(new TypeError(`unknown server '${server}'`), { code: 'ERR_INVALID_ARG_VALUE' }));
+    }
+    const ring = this.out.get(route[1])!;
+    const pool = this.memory.pool;
+    const id = this.nextProbe++ >>> 0;
+    let buf = -1;
+    let sum = 0;
+    if (payload > 0) {
+      buf = pool.alloc(this.owner);
+      if (buf < 0) {
+        this.probeStats.poolExhausted++;
+        return Promise.reject(Object.assign(new Error('packet pool exhausted'), { code: 'ENOBUFS' }));
+      }
+      const base = pool.offsetOf(buf);
+      const len = Math.min(payload, pool.bufferSize);
+      for (let i = 0; i < len; i++) pool.bytes[base + i] = (id * 13 + i) & 255;
+      sum = checksum(pool.bytes, base, len);
+      payload = len;
+    }
+    const off = ring.reserve(PROBE.BYTES, MSG.PROBE);
+    if (off < 0) {
+      if (buf >= 0) pool.free(buf, this.owner);
+      return Promise.reject(Object.assign(new Error(`ring to ${route[1]} is full`), { code: 'ENOBUFS' }));
+    }
+    const dv = new DataView(ring.bytes.buffer, ring.bytes.byteOffset + off, PROBE.BYTES);
+    dv.setInt32(HDR_DST_GEN, 0, true);
+    dv.setInt32(HDR_SRC_GEN, 0, true);
+    dv.setUint32(PROBE.ID, id, true);
+    dv.setUint8(PROBE.HOP, 1); // the index in the route of the endpoint receiving this record
+    dv.setUint8(PROBE.ROUTE_LEN, route.length);
+    for (let i = 0; i < PROBE.MAX_ROUTE; i++) dv.setUint8(PROBE.ROUTE + i, i < route.length ? ENDPOINT_ID[route[i]] : 0);
+    dv.setInt32(PROBE.BUF, buf, true);
+    dv.setInt32(PROBE.EPOCH, buf >= 0 ? pool.epochOf(buf) : 0, true);
+    dv.setInt32(PROBE.LEN, payload, true);
+    dv.setUint32(PROBE.SUM, sum, true);
+    dv.setFloat64(PROBE.SENT_US, this.memory.clock.nowUs(), true);
+    ring.commit();
+    ring.flush();
+    this.probeStats.sent++;
+    return new Promise<ProbeResult>((resolve, reject) => {
+      const p: PendingProbe = { server, resolve, reject, buf, sum, timer: null };
+      p.timer = setTimeout(() => {
+        this.pending.delete(id);
+        this.probeStats.timedOut++;
+        reject(Object.assign(new Error(`probe ${id} through ${server} timed out`), { code: 'ETIMEDOUT' }));
+      }, timeoutMs);
+      this.pending.set(id, p);
+    });
+  }
+
+  /** Inject a fault into a server: 'crash' | 'exit' | 'hang' | 'poison'. */
+  inject(server: ServerName, kind: FaultKind): void {
+    if (!(SERVER_NAMES as readonly string[]).includes(server)) {
+      throw Object.assign(new TypeError(`server must be one of ${SERVER_NAMES.join(', ')}, got '${server}'`), {
+        code: 'ERR_INVALID_ARG_VALUE',
+      });
+    }
+    this.supervisor.inject(server, kind);
+  }
+
+  stats() {
+    return {
+      servers: this.supervisor.stats(),
+      poisonDropped: this.supervisor.poisonDropped,
+      pool: this.memory.pool.stats(),
+      probes: { ...this.probeStats, inFlight: this.pending.size },
+      ...this.supervisor.latencies(),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.running = false;
+    this.bell.ring();
+    Atomics.notify(this.bell.i32, this.bell.index);
+    await this.pumping;
+    for (const p of this.pending.values()) if (p.timer) clearTimeout(p.timer);
+    await this.supervisor.stop();
+  }
+}
+
+/** Create and start a stack. */
+export async function createStack(opts: StackOptions = {}): Promise<Stack> {
+  return new Stack(opts).start();
+}

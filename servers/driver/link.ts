@@ -1,0 +1,190 @@
+/**
+ * servers/driver/link: the one interface the driver server uses for every kind of link (TAP device,
+ * shared-memory wire, fault injector, pcap tap, ...). Frames cross it in batches of descriptors, never as
+ * objects: a FrameBatch is a set of parallel typed arrays (buffer index, offset, length, flags) over one
+ * byte area, normally the data area of the stack's PacketPool. Nothing here allocates per frame.
+ *
+ * ## Contract
+ *   receive(into)   Appends frames to `into`, starting at slot `into.count`, up to `into.capacity`.
+ *                   Slots [count, capacity) must hold EMPTY buffers the caller owns: buf[i] is the pool
+ *                   buffer, off[i] where the frame should start (the caller's headroom); the room of a
+ *                   slot is `into.bufferSize - off[i]`. The link writes each frame into a slot, sets
+ *                   len[i] and flags[i], and advances `count`. It may permute the (buf, off) pairs of the
+ *                   slots in [old count, capacity) but never loses or invents one: afterwards
+ *                   [0, count) are frames and [count, capacity) are still empty caller buffers. Returns
+ *                   the number of frames appended (0 when nothing is ready). A frame larger than its slot
+ *                   is dropped and counted by the link, never truncated silently.
+ *   transmit(frames, start = 0)
+ *                   Sends frames [start, frames.count) in order and returns how many it took (from
+ *                   `start` on). Fewer than offered means BACKPRESSURE (the link's queue is full): the
+ *                   rest were not touched; the caller keeps them and retries later, or drops them and
+ *                   counts. A frame the link can never send (shorter than an Ethernet header, longer
+ *                   than maxFrame) is counted and dropped by the link and counts as taken. Links copy:
+ *                   when transmit returns, the frames' buffers are the caller's again and unmodified.
+ *   poll(nowUs)     Tells the link the time (central clock, microseconds) and lets a time-driven link
+ *                   (fault injection, shaping) release what is due. Call it once per driver loop
+ *                   iteration, before receive/transmit; links use the last time given. Returns the
+ *                   next time (us) at which the link wants poll() again even if `wait` stays silent,
+ *                   or Infinity. Plain links return Infinity.
+ *   wait            How to sleep until receive() may have news: a doorbell in shared memory, an fd for
+ *                   poll(2), or nothing (poll the link). Sleep with the doorbell protocol
+ *                   (`key = bell.prepare(); if (link.rxReady) bell.cancel(); else bell.wait(key, ms)`),
+ *                   with ms bounded by the deadline that poll() returned.
+ *   rxReady         True if receive() would return a frame now (the re-check of the doorbell protocol).
+ *   close()         Detaches; afterwards receive/transmit return 0. Idempotent.
+ *
+ * ## Checksum offload
+ *   `checksumOffload` is a property of the link, agreed by both ends (as virtio's VIRTIO_NET_F_CSUM).
+ *   On such a link the stack may skip computing checksums on transmit and set FRAME_CSUM_OFFLOADED on
+ *   that frame; on receive the link sets FRAME_CSUM_OFFLOADED on frames whose checksums were not
+ *   computed and must not be verified. Frames without the flag carry real checksums and are verified
+ *   as usual. A link without offload clears the flag on transmit and never sets it on receive.
+ */
+import type { Doorbell } from '../../shared-rings/doorbell.js';
+
+/** Per-frame flag: checksums were not computed (tx) / must not be verified (rx). See the header. */
+export const FRAME_CSUM_OFFLOADED = 1;
+
+/** Length of an Ethernet II header: the smallest frame any link carries. */
+export const ETH_HEADER_BYTES = 14;
+
+/** The largest frame (no FCS, no VLAN tag) a link of this MTU carries. */
+export function maxFrameFor(mtu: number): number {
+  return mtu + ETH_HEADER_BYTES;
+}
+
+/** How a driver sleeps until a link may have frames. */
+export type LinkWait =
+  | { readonly kind: 'doorbell'; readonly doorbell: Doorbell }
+  | { readonly kind: 'fd'; readonly fd: number }
+  | { readonly kind: 'none' };
+
+/** A byte area divided into equal buffers: a PacketPool (bytes, stride, bufferSize) fits it. */
+export interface BufferArea {
+  readonly bytes: Uint8Array;
+  readonly stride: number;
+  readonly bufferSize: number;
+}
+
+/**
+ * A batch of frame descriptors over one buffer area. Slot i is the frame
+ * `bytes[buf[i] * stride + off[i] .. + len[i])`. Typed arrays, reused across calls.
+ */
+export class FrameBatch {
+  readonly bytes: Uint8Array;
+  readonly stride: number;
+  readonly bufferSize: number;
+  readonly capacity: number;
+  /** Buffer index (in the pool) per slot. */
+  readonly buf: Int32Array;
+  /** Byte offset of the frame inside its buffer. */
+  readonly off: Int32Array;
+  /** Frame length in bytes. */
+  readonly len: Int32Array;
+  /** FRAME_* flags. */
+  readonly flags: Int32Array;
+  /** Slots [0, count) hold frames. */
+  count = 0;
+
+  constructor(area: BufferArea, capacity: number) {
+    if (!Number.isInteger(capacity) || capacity < 1) {
+      throw Object.assign(new RangeError(`batch capacity must be a positive integer, got ${capacity}`), {
+        code: 'ERR_OUT_OF_RANGE',
+      });
+    }
+    this.bytes = area.bytes;
+    this.stride = area.stride;
+    this.bufferSize = area.bufferSize;
+    this.capacity = capacity;
+    this.buf = new Int32Array(capacity);
+    this.off = new Int32Array(capacity);
+    this.len = new Int32Array(capacity);
+    this.flags = new Int32Array(capacity);
+  }
+
+  /** Byte position of slot i's frame in `bytes`. */
+  pos(i: number): number {
+    return this.buf[i]! * this.stride + this.off[i]!;
+  }
+
+  /** Room for a frame in slot i (receive side). */
+  room(i: number): number {
+    return this.bufferSize - this.off[i]!;
+  }
+
+  /** Set slot i (does not change count). */
+  set(i: number, buf: number, off: number, len: number, flags = 0): void {
+    this.buf[i] = buf;
+    this.off[i] = off;
+    this.len[i] = len;
+    this.flags[i] = flags;
+  }
+
+  /** Append a frame descriptor; false if the batch is full. */
+  push(buf: number, off: number, len: number, flags = 0): boolean {
+    const i = this.count;
+    if (i >= this.capacity) return false;
+    this.set(i, buf, off, len, flags);
+    this.count = i + 1;
+    return true;
+  }
+
+  /** Exchange the descriptors of slots i and j. */
+  swap(i: number, j: number): void {
+    let x = this.buf[i]!;
+    this.buf[i] = this.buf[j]!;
+    this.buf[j] = x;
+    x = this.off[i]!;
+    this.off[i] = this.off[j]!;
+    this.off[j] = x;
+    x = this.len[i]!;
+    this.len[i] = this.len[j]!;
+    this.len[j] = x;
+    x = this.flags[i]!;
+    this.flags[i] = this.flags[j]!;
+    this.flags[j] = x;
+  }
+
+  /** Slot i's frame as a view (allocates: tests and slow paths only). */
+  frame(i: number): Uint8Array {
+    const p = this.pos(i);
+    return this.bytes.subarray(p, p + this.len[i]!);
+  }
+}
+
+/** Counters every link keeps (plain numbers, local to the link's thread). */
+export interface LinkStats {
+  rxFrames: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+  /** transmit() calls that stopped short because the link was full. */
+  txBackpressure: number;
+  /** Frames dropped at transmit: shorter than a header or longer than maxFrame. */
+  txInvalid: number;
+  /** Frames dropped at receive: larger than the slot offered. */
+  rxTooBig: number;
+}
+
+export function newLinkStats(): LinkStats {
+  return { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, txBackpressure: 0, txInvalid: 0, rxTooBig: 0 };
+}
+
+export interface Link {
+  /** For logs and counters. */
+  readonly name: string;
+  /** Largest IP packet; frames are at most maxFrame = mtu + 14 bytes. */
+  readonly mtu: number;
+  readonly maxFrame: number;
+  /** Both ends agreed not to compute nor verify checksums on flagged frames (see the header). */
+  readonly checksumOffload: boolean;
+  /** The Ethernet address this stack uses on the link (6 bytes). */
+  readonly mac: Uint8Array;
+  readonly wait: LinkWait;
+  readonly rxReady: boolean;
+  readonly stats: LinkStats;
+  receive(into: FrameBatch): number;
+  transmit(frames: FrameBatch, start?: number): number;
+  poll(nowUs: number): number;
+  close(): void;
+}

@@ -1,0 +1,384 @@
+/**
+ * The host loop: what runs on a server's worker thread. It is a piscina task (see supervisor.ts for
+ * why piscina) that never returns while the stack runs.
+ *
+ * Call order, per incarnation:
+ *   1. attach to the stack memory (clock, pool, rings, control block): nothing is created here, so a new
+ *      incarnation finds every ring, buffer and counter exactly as its predecessor left them;
+ *   2. start() each server of this host, publish the generation and the time serving began;
+ *   3. loop until told to stop:
+ *        - a pending fault injection (crash / exit / hang) is carried out;
+ *        - every input ring is drained in turn: peek, record the in-flight record in the control block,
+ *          handle, commit (so a crash leaves exactly that record to be seen again), beat every few
+ *          records; a record the supervisor marked as poison is committed without being handled;
+ *        - timers: poll() each server;
+ *        - flush every output ring once (batched publication);
+ *        - nothing to do: publish PARKED and park on the host's doorbell (every ring into this host rings
+ *          it) until news or the next timer.
+ * A handler that throws ends the incarnation: the crash reason and stack are written to the control
+ * block, then the thread exits so the next incarnation gets a fresh isolate (the supervisor re-runs the
+ * task on the warm standby thread).
+ */
+import { threadId } from 'node:worker_threads';
+import { makeOwner } from '../../shared-rings/pool.js';
+import { RingConsumer, RingProducer } from '../../shared-rings/ring.js';
+import { checksum } from '../wire/checksum.js';
+import { C, CRASH, FAULT, HostState, SLOT, SlotState, type ControlBlock } from './control.js';
+import { K, type Counters } from './counters.js';
+import { HDR_DST_GEN, HDR_SRC_GEN, MSG, PROBE } from './messages.js';
+import type { ServerContext, ServerModule } from './server.js';
+import { createStackMemory, StackMemory, type StackMemoryInit } from './stack-memory.js';
+import { ENDPOINT_BY_ID, ENDPOINT_ID, type Endpoint, type ServerName } from './topology.js';
+import { SERVER_MODULES } from '../registry.js';
+
+/** The piscina task: a standby for host `host` in standby slot `slot` (see control.ts). */
+export interface HostTask {
+  memory: StackMemoryInit;
+  host: number;
+  slot: number;
+}
+
+export type HostResult = { stopped: true } | { cancelled: true };
+
+/** Exit code of a host thread that ends because a handler threw (after recording why). */
+export const EXIT_CRASH = 70;
+
+interface Input {
+  ring: RingConsumer;
+  from: Endpoint;
+  server: ServerModule;
+  ctx: ServerContext;
+  index: number;
+}
+
+const BEAT_EVERY = 32;
+const MAX_PARK_MS = 1000;
+/** Incarnations one thread may run (after thrown errors) before it exits for a fresh isolate. */
+const SOFT_RESTARTS_PER_THREAD = 8;
+const BACKPRESSURE_PARK_MS = 1;
+
+let control: ControlBlock | undefined;
+let myGen = 0;
+let crashRecorded = false;
+
+/** Record why this incarnation is ending (once), unless a successor already owns the control block. */
+function recordCrash(kind: number, text: string): void {
+  if (crashRecorded || !control) return;
+  crashRecorded = true;
+  if (control.get(C.GEN) !== myGen) return;
+  control.writeCrash(kind, text, myGen);
+}
+
+/** First line: the reason; the rest: the stack frames. */
+function crashText(err: unknown): string {
+  return err instanceof Error ? `${err.message}\n${(err.stack ?? '').split('\n').slice(1).join('\n')}` : String(err);
+}
+
+function die(kind: number, err: unknown): never {
+  recordCrash(kind, crashText(err));
+  process.exit(EXIT_CRASH);
+}
+
+// Crashes outside the loop's try/catch (asynchronous code in a server) end the incarnation the same way.
+process.on('uncaughtException', (err) => die(CRASH.THROW, err));
+process.on('unhandledRejection', (err) => die(CRASH.REJECTION, err));
+// process.exit() called by server code: record it (unless a crash was already recorded) so the
+// supervisor learns of it at once rather than when the thread's exit event arrives.
+process.on('exit', (code) => {
+  if (control && control.get(C.STATE) !== HostState.STOPPED) recordCrash(CRASH.EXIT, `process.exit(${code}) in a server's worker`);
+});
+
+class InjectedCrash extends Error {
+  constructor() {
+    super('injected crash: a handler threw');
+    this.name = 'InjectedCrash';
+  }
+}
+
+/**
+ * The piscina task: attach to the stack memory ahead of time, park as a warm standby, and when the
+ * supervisor activates this slot, become the host's running incarnation until told to stop.
+ */
+export default function hostTask(task: HostTask): HostResult {
+  const mem = new StackMemory(task.memory);
+  rehearse(mem.hosts, task.host);
+  const slots = mem.slots(task.host);
+  const base = task.slot * SLOT.WORDS;
+  for (let incarnations = 0; ; incarnations++) {
+    Atomics.store(slots, base + SLOT.STATE, SlotState.WAITING);
+    Atomics.notify(slots, base + SLOT.STATE);
+    for (;;) {
+      const st = Atomics.load(slots, base + SLOT.STATE);
+      if (st === SlotState.ACTIVATED) break;
+      if (st === SlotState.CANCELLED) return { cancelled: true };
+      Atomics.wait(slots, base + SLOT.STATE, st, 1000);
+    }
+    const replayRing = Atomics.load(slots, base + SLOT.REPLAY_RING);
+    const replay = replayRing >= 0 ? { ring: replayRing, pos: Atomics.load(slots, base + SLOT.REPLAY_POS) } : null;
+    const gen = Atomics.load(slots, base + SLOT.GEN);
+    if (runHost(mem, task.host, gen, replay) === 'stopped') return { stopped: true };
+    // A handler threw. The servers' state lives in shared memory and the next incarnation gets fresh
+    // server contexts, so this thread can serve again at once as a standby (a restart in ~0.1 ms
+    // instead of a thread start). Every few soft restarts the thread exits anyway, so that nothing a
+    // crashing server left on this isolate's heap can accumulate.
+    if (incarnations + 1 >= SOFT_RESTARTS_PER_THREAD) process.exit(EXIT_CRASH);
+  }
+}
+
+/**
+ * Run the host loop once on a private, throwaway stack memory with the same placement, so that V8 has
+ * compiled the whole start-up and loop path before this standby is activated: a standby's first
+ * activation then costs a wake-up and ring attachment, not lazy compilation. Nothing shared is touched.
+ */
+function rehearse(hosts: ServerName[][], host: number): void {
+  const mem = new StackMemory(createStackMemory({ placement: hosts, ringCapacity: 1024, poolBuffers: 8, poolBufferSize: 256 }));
+  mem.control(host).set(C.STOP, 1);
+  for (let i = 0; i < 3; i++) runHost(mem, host, 1, null);
+  control = undefined;
+}
+
+/** Run the host's servers as incarnation `generation` until told to stop. */
+function runHost(mem: StackMemory, host: number, generation: number, replay: { ring: number; pos: number } | null): 'stopped' | 'crashed' {
+  const cb = mem.control(host);
+  control = cb;
+  myGen = generation;
+  crashRecorded = false;
+  const names: ServerName[] = mem.hosts[host];
+  const gen = generation;
+  const clock = mem.clock;
+  const pool = mem.pool;
+  const doorbell = mem.doorbellOf(names[0]);
+  doorbell.reset();
+
+  const contexts: ServerContext[] = [];
+  const inputs: Input[] = [];
+  const outputs: RingProducer[] = [];
+  const counters: Counters[] = [];
+  for (const name of names) {
+    const id = ENDPOINT_ID[name];
+    const out = new Map<Endpoint, RingProducer>();
+    for (const to of mem.outputsOf(name)) {
+      const p = new RingProducer(mem.ring(name, to), { generation: gen, wake: mem.doorbellOf(to) });
+      out.set(to, p);
+      outputs.push(p);
+    }
+    const transitOwner = makeOwner(id, 0);
+    const ctx: ServerContext = {
+      name,
+      id,
+      generation: gen,
+      owner: makeOwner(id, gen & 0xffff || 1),
+      transitOwner,
+      clock,
+      pool,
+      out,
+      counters: mem.counters(name),
+      claim(buf: number, epoch: number, from: Endpoint): boolean {
+        if (pool.epochOf(buf) !== epoch) return false;
+        if (pool.transfer(buf, makeOwner(ENDPOINT_ID[from], 0), transitOwner)) return true;
+        // Already ours is fine only while re-handling the record our predecessor died on.
+        return replaying && pool.ownerOf(buf) === transitOwner;
+      },
+    };
+    contexts.push(ctx);
+    counters.push(ctx.counters);
+    const server = SERVER_MODULES[name];
+    for (const from of mem.inputsOf(name)) {
+      const ring = new RingConsumer(mem.ring(from, name), { generation: gen, doorbell });
+      inputs.push({ ring, from, server, ctx, index: inputs.length });
+    }
+  }
+
+  for (let i = 0; i < names.length; i++) SERVER_MODULES[names[i]].start(contexts[i]);
+
+  cb.set(C.THREAD_ID, threadId);
+  cb.set(C.STATE, HostState.BUSY);
+  cb.servingSinceUs = clock.nowUs();
+  Atomics.add(cb.i32, C.BEAT, 1);
+
+  let inFlight: Input | null = null;
+  let replaying = false;
+  try {
+    for (;;) {
+      Atomics.add(cb.i32, C.BEAT, 1);
+      if (Atomics.load(cb.i32, C.STOP) !== 0) break;
+      const fault = Atomics.load(cb.i32, C.INJECT);
+      if (fault !== FAULT.NONE) injectFault(cb, fault);
+
+      let did = 0;
+      let blocked = false;
+      for (let i = 0; i < inputs.length; i++) {
+        const input = inputs[i];
+        const ring = input.ring;
+        while (ring.peek() >= 0) {
+          if (
+            Atomics.load(cb.i32, C.SKIP_RING) === input.index &&
+            Atomics.load(cb.i32, C.SKIP_POS) === ring.position
+          ) {
+            // The supervisor found this record crashes the server every time: drop it, once.
+            Atomics.store(cb.i32, C.SKIP_RING, -1);
+            input.ctx.counters.add(K.poisonDropped);
+            ring.commit();
+            continue;
+          }
+          Atomics.store(cb.i32, C.INFL_POS, ring.position);
+          Atomics.store(cb.i32, C.INFL_RING, input.index);
+          inFlight = input;
+          replaying = replay !== null && replay.ring === input.index && replay.pos === ring.position;
+          if (!dispatch(input, gen)) {
+            input.ctx.counters.add(K.backpressure);
+            blocked = true;
+            break;
+          }
+          // Publish this record's effects before letting go of it: a crash after this point leaves
+          // nothing unpublished, a crash before it replays the record (see claim()).
+          for (let o = 0; o < outputs.length; o++) outputs[o].flush();
+          ring.commit();
+          replaying = false;
+          inFlight = null;
+          Atomics.store(cb.i32, C.INFL_RING, -1);
+          input.ctx.counters.add(K.handled);
+          Atomics.add(cb.i32, C.PROGRESS, 1);
+          if ((++did & (BEAT_EVERY - 1)) === 0) Atomics.add(cb.i32, C.BEAT, 1);
+        }
+        inFlight = null;
+        Atomics.store(cb.i32, C.INFL_RING, -1);
+      }
+
+      let deadline = Infinity;
+      const now = clock.nowUs();
+      for (let i = 0; i < names.length; i++) {
+        const d = SERVER_MODULES[names[i]].poll(contexts[i], now);
+        if (d < deadline) deadline = d;
+      }
+      for (let o = 0; o < outputs.length; o++) outputs[o].flush();
+      if (did > 0) continue;
+
+      // Nothing to do: park until a ring into this host is published to, or the next timer.
+      let timeoutMs = blocked ? BACKPRESSURE_PARK_MS : MAX_PARK_MS;
+      if (deadline !== Infinity) timeoutMs = Math.min(timeoutMs, Math.max(0, (deadline - clock.nowUs()) / 1000));
+      const key = doorbell.prepare();
+      let news = Atomics.load(cb.i32, C.STOP) !== 0 || Atomics.load(cb.i32, C.INJECT) !== FAULT.NONE;
+      for (let i = 0; !news && !blocked && i < inputs.length; i++) news = inputs[i].ring.peek() >= 0;
+      if (news || timeoutMs === 0) {
+        doorbell.cancel();
+        continue;
+      }
+      Atomics.store(cb.i32, C.STATE, HostState.PARKED);
+      counters[0].add(K.parks);
+      doorbell.wait(key, timeoutMs);
+      Atomics.store(cb.i32, C.STATE, HostState.BUSY);
+    }
+  } catch (err) {
+    // The incarnation ends here. Nothing it committed locally but did not flush is published: the
+    // record in flight was not committed, so the next incarnation sees it again.
+    void inFlight;
+    recordCrash(CRASH.THROW, crashText(err));
+    return 'crashed';
+  }
+  for (let o = 0; o < outputs.length; o++) outputs[o].flush();
+  cb.set(C.STATE, HostState.STOPPED);
+  return 'stopped';
+}
+
+function injectFault(cb: ControlBlock, fault: number): void {
+  Atomics.store(cb.i32, C.INJECT, FAULT.NONE);
+  switch (fault) {
+    case FAULT.CRASH:
+      throw new InjectedCrash();
+    case FAULT.EXIT:
+      recordCrash(CRASH.EXIT, 'injected exit: process.exit(3) in the worker');
+      process.exit(3);
+    // falls through (process.exit does not return)
+    case FAULT.HANG:
+      // An infinite loop: the heartbeat stops while the state says BUSY. Only the supervisor's hang
+      // detector can end this incarnation.
+      for (;;) {
+        /* hung */
+      }
+  }
+}
+
+/**
+ * Handle the peeked record of `input`: runtime messages here, the rest by the server. Returns false
+ * when the record must be offered again later (an output ring is full).
+ */
+function dispatch(input: Input, gen: number): boolean {
+  const { ring, ctx } = input;
+  const bytes = ring.bytes;
+  const off = ring.offset;
+  const len = ring.length;
+  if (len >= 8) {
+    const dstGen = readI32(bytes, off + HDR_DST_GEN);
+    if (dstGen !== 0 && dstGen !== gen) {
+      ctx.counters.add(K.staleDropped);
+      return true;
+    }
+  }
+  switch (ring.tag) {
+    case MSG.PROBE:
+      return forwardProbe(input, gen);
+    case MSG.POISON:
+      throw new Error(`poison message at ring ${input.from}>${ctx.name} position ${ring.position}`);
+    default:
+      return input.server.handle(ctx, input.from, ring.tag, bytes, off, len);
+  }
+}
+
+function readI32(b: Uint8Array, o: number): number {
+  return b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24);
+}
+
+function writeI32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v;
+  b[o + 1] = v >>> 8;
+  b[o + 2] = v >>> 16;
+  b[o + 3] = v >>> 24;
+}
+
+/** Move a probe one hop along its route, with its buffer (if any) handed over by ownership transfer. */
+function forwardProbe(input: Input, gen: number): boolean {
+  const { ring, ctx } = input;
+  const b = ring.bytes;
+  const off = ring.offset;
+  if (ring.length < PROBE.BYTES) {
+    ctx.counters.add(K.unknownDropped);
+    return true;
+  }
+  const hop = b[off + PROBE.HOP] + 1;
+  const routeLen = b[off + PROBE.ROUTE_LEN];
+  if (hop >= routeLen || routeLen > PROBE.MAX_ROUTE) {
+    ctx.counters.add(K.unknownDropped);
+    return true;
+  }
+  const next = ENDPOINT_BY_ID[b[off + PROBE.ROUTE + hop]];
+  const out = next === undefined ? undefined : ctx.out.get(next);
+  if (out === undefined) {
+    ctx.counters.add(K.unknownDropped);
+    return true;
+  }
+  const dst = out.reserve(PROBE.BYTES, MSG.PROBE);
+  if (dst < 0) return false;
+  const buf = readI32(b, off + PROBE.BUF);
+  if (buf >= 0) {
+    // A record replayed after a crash may already have been forwarded and claimed downstream: then the
+    // claim fails, and forwarding it again would duplicate it, so the replay is dropped.
+    if (!ctx.claim(buf, readI32(b, off + PROBE.EPOCH), input.from)) {
+      out.abort();
+      ctx.counters.add(K.replayDropped);
+      return true;
+    }
+    // Read the payload in place, as a protocol server reads headers: it must still be intact.
+    const len = readI32(b, off + PROBE.LEN);
+    if (checksum(ctx.pool.bytes, ctx.pool.offsetOf(buf), len) !== readI32(b, off + PROBE.SUM) >>> 0) {
+      ctx.counters.add(K.unknownDropped);
+    }
+  }
+  out.bytes.set(b.subarray(off, off + PROBE.BYTES), dst);
+  writeI32(out.bytes, dst + HDR_DST_GEN, 0);
+  writeI32(out.bytes, dst + HDR_SRC_GEN, gen);
+  out.bytes[dst + PROBE.HOP] = hop;
+  out.commit();
+  ctx.counters.add(K.probesForwarded);
+  return true;
+}

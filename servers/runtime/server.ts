@@ -1,0 +1,45 @@
+/**
+ * What a server is. A server is a module with a life cycle, run by a host loop (host.ts) on a worker
+ * thread, alone (dedicated placement) or with others (shared placement):
+ *   start(ctx)                 once per incarnation, before any message; attach to shared state here
+ *   handle(ctx, from, type, bytes, off, len)
+ *                              one input record, read in place; return false to be offered the same
+ *                              record again later (an output ring is full: backpressure)
+ *   poll(ctx, nowUs)           timers: called every loop iteration; returns the next deadline (us on
+ *                              the central clock) or Infinity
+ * The host owns the rings, the clock, heartbeats, crash reporting and parking; a server owns only its
+ * protocol logic. State that must survive a restart lives in shared memory, never in module globals.
+ */
+import type { Clock } from '../../shared-rings/clock.js';
+import type { PacketPool } from '../../shared-rings/pool.js';
+import type { RingProducer } from '../../shared-rings/ring.js';
+import type { Counters } from './counters.js';
+import type { Endpoint, ServerName } from './topology.js';
+
+export interface ServerContext {
+  readonly name: ServerName;
+  readonly id: number;
+  readonly generation: number;
+  /** Pool owner word of this incarnation: makeOwner(id, generation). */
+  readonly owner: number;
+  /** Pool owner word for buffers in transit to this server (any incarnation): makeOwner(id, 0). */
+  readonly transitOwner: number;
+  readonly clock: Clock;
+  readonly pool: PacketPool;
+  readonly out: ReadonlyMap<Endpoint, RingProducer>;
+  readonly counters: Counters;
+  /**
+   * Take ownership of a buffer that arrived by descriptor from `from`: true if it is now this server's.
+   * Buffers travel owned by their sender's transit owner until the receiver claims them, so a sender
+   * that crashes before publishing can forward them again, and a record replayed after a crash whose
+   * effects already happened is recognised (the claim fails) and dropped instead of duplicated.
+   */
+  claim(buf: number, epoch: number, from: Endpoint): boolean;
+}
+
+export interface ServerModule {
+  readonly name: ServerName;
+  start(ctx: ServerContext): void;
+  handle(ctx: ServerContext, from: Endpoint, type: number, bytes: Uint8Array, off: number, len: number): boolean;
+  poll(ctx: ServerContext, nowUs: number): number;
+}

@@ -1,0 +1,536 @@
+/**
+ * The supervisor: keepnet's reincarnation server. It runs on the application's main thread, is never on
+ * the data path, and watches every host (a worker thread running one or more servers):
+ *
+ *   - a crash (a handler threw, an unhandled rejection, process.exit) ends the host's piscina task; the
+ *     rejection arrives at once and is the verdict;
+ *   - a hang is found by sampling each host's heartbeat counter and state word in shared memory every
+ *     `sampleMs` and feeding them to a phi-accrual HangMonitor (failure-detector.ts) that compensates for
+ *     the supervisor's own scheduling lag; the verdict aborts the task, which terminates the thread.
+ *
+ * Then it reclaims the pool buffers the dead incarnation held, decides whether the record it died on is
+ * poison (PoisonTracker: dropped after N crashes on the same record), applies the restart policy
+ * (RestartPolicy: exponential backoff for a server that keeps crashing without progress), and starts the
+ * next incarnation with a new generation on the same rings, pool, clock and state.
+ *
+ * Why piscina: each host is a piscina pool of exactly two threads. One runs the host task; the other is
+ * an idle, already loaded thread (piscina preloads the task module), so a restart is a task dispatch to
+ * a warm standby, not a 25 ms worker start; and piscina replaces a dead thread by itself, in the
+ * background, which becomes the next standby. (The pool replaces the thread, not the task: re-running
+ * the task is the supervisor's job, which is what it wants to decide anyway.)
+ */
+import { EventEmitter } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { makeOwner } from '../../shared-rings/pool.js';
+import { RingProducer } from '../../shared-rings/ring.js';
+import { C, CRASH, FAULT, HostState, SLOT, SlotState, type ControlBlock } from './control.js';
+import { HangMonitor, type HangMonitorOptions } from './failure-detector.js';
+import { EXIT_CRASH, type HostTask } from './host.js';
+import { MSG, POISON_BYTES } from './messages.js';
+import { PoisonTracker, recordKey } from './poison.js';
+import { RestartPolicy, type RestartPolicyOptions } from './backoff.js';
+import { Histogram, seededRandom, type LatencySummary } from './stats.js';
+import type { StackMemory } from './stack-memory.js';
+import { ENDPOINT_ID, SERVER_NAMES, type ServerName } from './topology.js';
+
+export type FaultKind = 'crash' | 'exit' | 'hang' | 'poison';
+export const FAULT_KINDS: readonly FaultKind[] = ['crash', 'exit', 'hang', 'poison'];
+export type DeathCause = 'crash' | 'rejection' | 'exit' | 'hang';
+
+export interface SupervisorOptions {
+  /** Heartbeat sampling period (ms). */
+  sampleMs?: number;
+  hang?: HangMonitorOptions;
+  /** Crashes on the same input record before it is dropped as poison. */
+  poisonAttempts?: number;
+  restart?: RestartPolicyOptions;
+  /** Seed for the restart jitter. */
+  seed?: number;
+}
+
+export interface CrashInfo {
+  cause: DeathCause;
+  reason: string;
+  stack: string;
+  incarnation: number;
+  atUs: number;
+}
+
+export interface ServerStats {
+  thread: number;
+  threadId: number;
+  incarnation: number;
+  state: 'starting' | 'serving' | 'recovering' | 'backoff' | 'stopped';
+  restarts: Record<DeathCause, number> & { total: number };
+  lastCrash: CrashInfo | null;
+  recoveryMs: LatencySummary;
+  detectionMs: LatencySummary;
+  crashLooping: boolean;
+  counters: Record<string, number>;
+}
+
+interface Slot {
+  index: number;
+  /** A standby task is submitted or running in this slot. */
+  busy: boolean;
+  /** The generation this slot's task was activated as (0: standby). */
+  gen: number;
+  abort: AbortController | null;
+}
+
+interface Host {
+  index: number;
+  names: ServerName[];
+  pool: Piscina;
+  cb: ControlBlock;
+  gen: number;
+  slots: Slot[];
+  slotWords: Int32Array;
+  active: Slot | null;
+  state: ServerStats['state'];
+  monitor: HangMonitor;
+  policy: RestartPolicy;
+  hangVerdict: boolean;
+  injectedAtUs: number | null;
+  verdictAtUs: number;
+  /** The last incarnation a verdict was given on. */
+  deadGen: number;
+  /** A launch is waiting for a standby to park. */
+  launching: boolean;
+  startedAtUs: number;
+  progressAtStart: number;
+  restarts: Record<DeathCause, number> & { total: number };
+  lastCrash: CrashInfo | null;
+  recovery: Histogram;
+  detection: Histogram;
+  crashLooping: boolean;
+  threadId: number;
+  restartTimer: NodeJS.Timeout | null;
+  servingWaiters: (() => void)[];
+}
+
+/**
+ * Threads per host: the running one and two warm standbys. A poison message crashes a server several
+ * times in quick succession, faster than piscina can start a replacement thread (~25 ms), so one
+ * standby would leave the second retry waiting for a cold start.
+ */
+const THREADS_PER_HOST = 3;
+
+/** An incarnation that served this long before dying was not crash looping. */
+const HEALTHY_UPTIME_US = 100_000;
+
+const hostFile = fileURLToPath(new URL('./host.js', import.meta.url));
+
+export class Supervisor extends EventEmitter {
+  readonly mem: StackMemory;
+  private readonly hosts: Host[];
+  private readonly sampleMs: number;
+  private readonly poison: PoisonTracker;
+  private readonly hangOpts: HangMonitorOptions | undefined;
+  private readonly supRings = new Map<ServerName, RingProducer>();
+  private sampler: NodeJS.Timeout | null = null;
+  private lastSampleUs = 0;
+  private stopping = false;
+  poisonDropped = 0;
+
+  constructor(mem: StackMemory, opts: SupervisorOptions = {}) {
+    super();
+    this.mem = mem;
+    this.sampleMs = opts.sampleMs ?? 5;
+    this.hangOpts = opts.hang;
+    this.poison = new PoisonTracker({ maxAttempts: opts.poisonAttempts ?? 3 });
+    const random = seededRandom(opts.seed ?? 0x6b65);
+    this.hosts = mem.hosts.map((names, index) => ({
+      index,
+      names,
+      // The running host task and warm standbys (see the file header and THREADS_PER_HOST).
+      pool: new Piscina({
+        filename: hostFile,
+        minThreads: THREADS_PER_HOST,
+        maxThreads: THREADS_PER_HOST,
+        idleTimeout: Infinity,
+        concurrentTasksPerWorker: 1,
+        // Servers need none of the application's loader hooks or flags (a test runner's, say), and
+        // inheriting them makes every worker start an order of magnitude slower.
+        execArgv: [],
+      }),
+      cb: mem.control(index),
+      gen: 0,
+      slots: Array.from({ length: THREADS_PER_HOST }, (_, i) => ({ index: i, busy: false, gen: 0, abort: null })),
+      slotWords: mem.slots(index),
+      active: null,
+      state: 'starting',
+      monitor: new HangMonitor(opts.hang),
+      policy: new RestartPolicy({ ...opts.restart, random }),
+      hangVerdict: false,
+      injectedAtUs: null,
+      verdictAtUs: 0,
+      deadGen: 0,
+      launching: false,
+      startedAtUs: 0,
+      progressAtStart: 0,
+      restarts: { total: 0, crash: 0, rejection: 0, exit: 0, hang: 0 },
+      lastCrash: null,
+      recovery: new Histogram(),
+      detection: new Histogram(),
+      crashLooping: false,
+      threadId: -1,
+      restartTimer: null,
+      servingWaiters: [],
+    }));
+    for (const h of this.hosts) {
+      // A pool 'error' would otherwise kill the process; deaths are handled through task rejections.
+      h.pool.on('error', (err: unknown) => this.emit('warning', err));
+      h.cb.set(C.SKIP_RING, -1);
+    }
+    for (const name of SERVER_NAMES) {
+      this.supRings.set(name, new RingProducer(mem.ring('sup', name), { wake: mem.doorbellOf(name) }));
+    }
+  }
+
+  /** Start every host and resolve when all are serving. */
+  async start(): Promise<void> {
+    for (const h of this.hosts) {
+      this.refill(h);
+      this.launch(h, null);
+    }
+    this.lastSampleUs = this.mem.clock.nowUs();
+    this.sampler = setInterval(() => this.sample(), this.sampleMs);
+    await Promise.all(this.hosts.map((h) => this.whenHostServing(h)));
+    await this.whenArmed();
+  }
+
+  /** Resolves when every host has all its standbys parked and ready (the stack is fully armed). */
+  async whenArmed(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const waiting = (h: Host): number =>
+      h.slots.filter((s) => Atomics.load(h.slotWords, s.index * SLOT.WORDS + SLOT.STATE) === SlotState.WAITING).length;
+    while (this.hosts.some((h) => waiting(h) < h.slots.length - 1)) {
+      if (Date.now() > deadline) throw Object.assign(new Error('standby threads did not start in time'), { code: 'ETIMEDOUT' });
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  private hostOf(server: ServerName): Host {
+    const h = this.hosts.find((x) => x.names.includes(server));
+    if (!h) {
+      throw Object.assign(new TypeError(`unknown server '${server}'`), { code: 'ERR_INVALID_ARG_VALUE' });
+    }
+    return h;
+  }
+
+  private whenHostServing(h: Host): Promise<void> {
+    if (h.state === 'serving') return Promise.resolve();
+    return new Promise((resolve) => h.servingWaiters.push(resolve));
+  }
+
+  /** Resolves when `server` is serving (immediately if it is). */
+  whenServing(server: ServerName): Promise<void> {
+    return this.whenHostServing(this.hostOf(server));
+  }
+
+  /** Submit a standby task for every empty slot; it lands on an idle (or the replacement) thread. */
+  private refill(h: Host): void {
+    if (this.stopping) return;
+    for (const slot of h.slots) {
+      if (slot.busy) continue;
+      slot.busy = true;
+      slot.gen = 0;
+      slot.abort = new AbortController();
+      Atomics.store(h.slotWords, slot.index * SLOT.WORDS + SLOT.STATE, SlotState.EMPTY);
+      const task: HostTask = { memory: this.mem.init, host: h.index, slot: slot.index };
+      h.pool.run(task, { signal: slot.abort.signal }).then(
+        () => this.onSlotEnd(h, slot, null),
+        (err: unknown) => this.onSlotEnd(h, slot, err ?? new Error('host task failed')),
+      );
+    }
+  }
+
+  /** A standby task ended: if it was the running incarnation, that is a death; either way, refill. */
+  private onSlotEnd(h: Host, slot: Slot, err: unknown): void {
+    slot.busy = false;
+    const gen = slot.gen;
+    slot.gen = 0;
+    if (gen !== 0 && gen === h.gen) {
+      if (err === null) h.state = 'stopped';
+      else this.onDeath(h, gen, err);
+    }
+    this.refill(h);
+  }
+
+  /**
+   * Start the next incarnation: activate a warm standby (a shared-memory wake-up). If none is waiting
+   * yet (several deaths in a row outran thread replacement), wait for the first one to park.
+   */
+  private launch(h: Host, replay: { ring: number; pos: number } | null): void {
+    if (this.stopping || h.launching) return;
+    const words = h.slotWords;
+    if (process.env.KEEPNET_DEBUG_SLOTS) console.error('launch', h.index, h.slots.map((s) => `${s.index}:${s.busy ? 'b' : '-'}${Atomics.load(words, s.index * SLOT.WORDS)}g${s.gen}`).join(' '));
+    const slot = h.slots.find((s) => s.busy && Atomics.load(words, s.index * SLOT.WORDS + SLOT.STATE) === SlotState.WAITING);
+    if (!slot) {
+      h.launching = true;
+      const pending = h.slots.filter((s) => s.busy);
+      if (pending.length === 0) this.refill(h);
+      // Wake when a queued standby task parks (its slot leaves EMPTY), or after a short timer: never
+      // spin through microtasks, which would starve the events that bring replacement threads.
+      const waits: Promise<unknown>[] = [new Promise((r) => setTimeout(r, 5))];
+      for (const s of pending) {
+        const w = Atomics.waitAsync(words, s.index * SLOT.WORDS + SLOT.STATE, SlotState.EMPTY, 50);
+        if (w.async) waits.push(w.value);
+      }
+      void Promise.race(waits).then(() => {
+        h.launching = false;
+        this.launch(h, replay);
+      });
+      return;
+    }
+    h.gen = (h.gen + 1) & 0x7fffffff || 1;
+    const gen = h.gen;
+    h.cb.resetForIncarnation(gen);
+    h.hangVerdict = false;
+    h.monitor = new HangMonitor(this.hangOpts);
+    h.progressAtStart = h.cb.get(C.PROGRESS);
+    h.active = slot;
+    slot.gen = gen;
+    h.startedAtUs = this.mem.clock.nowUs();
+    h.policy.onStart(h.startedAtUs);
+    this.watchForDeath(h, gen);
+    const base = slot.index * SLOT.WORDS;
+    Atomics.store(words, base + SLOT.GEN, gen);
+    Atomics.store(words, base + SLOT.REPLAY_RING, replay ? replay.ring : -1);
+    Atomics.store(words, base + SLOT.REPLAY_POS, replay ? replay.pos : 0);
+    Atomics.store(words, base + SLOT.STATE, SlotState.ACTIVATED);
+    Atomics.notify(words, base + SLOT.STATE);
+  }
+
+  /**
+   * A dying host writes why into its control block and notifies CRASH_KIND before it exits; waiting on
+   * that word gives the verdict at once, without waiting for the thread's teardown and exit event
+   * (the task's rejection, which comes later, then finds the generation moved on and is ignored).
+   * Deaths that write nothing (a thread killed from outside) still arrive through the rejection.
+   */
+  private watchForDeath(h: Host, gen: number): void {
+    const w = Atomics.waitAsync(h.cb.i32, C.CRASH_KIND, CRASH.NONE);
+    const check = (): void => {
+      if (h.gen !== gen || this.stopping) return;
+      if (h.cb.get(C.CRASH_KIND) !== CRASH.NONE && h.cb.get(C.CRASH_GEN) === gen) this.onDeath(h, gen, null);
+      else this.watchForDeath(h, gen);
+    };
+    if (w.async) void w.value.then(check);
+    else check();
+  }
+
+  /** The verdict on a dead incarnation: record why, reclaim, decide about poison, restart. */
+  private onDeath(h: Host, gen: number, err: unknown): void {
+    // One verdict per incarnation: the crash record and the task's rejection both report the same death.
+    if (h.gen !== gen || this.stopping || h.deadGen === gen) return;
+    this.noteServing(h, gen); // it may have begun serving between two samples
+    h.deadGen = gen;
+    // The slot that ran it is a standby again (after a thrown error its thread parks for reuse) or
+    // its task is ending (the thread exited); either way it no longer runs this generation.
+    if (h.active && h.active.gen === gen) h.active.gen = 0;
+    const now = this.mem.clock.nowUs();
+    h.verdictAtUs = now;
+    const rec = h.cb.readCrash();
+    const crash = rec.gen === gen ? rec : { kind: CRASH.NONE, text: '', gen };
+    let cause: DeathCause;
+    if (h.hangVerdict) cause = 'hang';
+    else if (crash.kind === CRASH.THROW) cause = 'crash';
+    else if (crash.kind === CRASH.REJECTION) cause = 'rejection';
+    else cause = 'exit';
+    const [reason, ...stackLines] = crash.text
+      ? crash.text.split('\n')
+      : [cause === 'hang' ? 'hung: heartbeat stopped while busy' : String((err as Error)?.message ?? err)];
+    const info: CrashInfo = { cause, reason, stack: stackLines.join('\n'), incarnation: gen, atUs: now };
+    h.lastCrash = info;
+    h.restarts[cause]++;
+    h.restarts.total++;
+    if (h.injectedAtUs !== null) {
+      h.detection.record((now - h.injectedAtUs) / 1000);
+      h.injectedAtUs = null;
+    }
+
+    // Buffers the dead incarnation had claimed for good are reclaimed; buffers in transit to it stay
+    // with the rings that reference them, for the next incarnation.
+    let reclaimed = 0;
+    for (const name of h.names) reclaimed += this.mem.pool.reclaim(makeOwner(ENDPOINT_ID[name], gen & 0xffff || 1));
+
+    // The record it died on: poison after repeated crashes on it.
+    const inflRing = h.cb.get(C.INFL_RING);
+    const inflPos = h.cb.get(C.INFL_POS);
+    const key = inflRing >= 0 ? recordKey(inflRing, inflPos) : null;
+    const progressed = h.cb.get(C.PROGRESS) !== h.progressAtStart;
+    // (Progress on other records does not clear a suspect: the tracker compares record keys.)
+    const verdict = this.poison.onCrash(h.index, key, reason);
+    if (verdict === 'drop' && key !== null) {
+      h.cb.set(C.SKIP_POS, inflPos);
+      h.cb.set(C.SKIP_RING, inflRing);
+      this.poisonDropped++;
+      this.poison.forget(h.index);
+      this.emit('poison', { server: h.names.join('+'), ring: inflRing, position: inflPos, attempts: this.poison.maxAttempts, reason });
+    }
+
+    // Progress: it handled input, or it served long enough that this is no crash loop (a server killed
+    // now and then by faults that are not its own doing, on an idle stack, is not crash looping).
+    const uptimeUs = now - h.startedAtUs;
+    const decision = h.policy.onCrash(now, progressed || verdict === 'drop' || uptimeUs >= HEALTHY_UPTIME_US);
+    h.crashLooping = decision.crashLooping;
+    for (const name of h.names) this.emit('death', { server: name, ...info, reclaimed });
+    if (decision.crashLooping) this.emit('crash-loop', { servers: h.names, streak: decision.streak, delayUs: decision.delayUs });
+
+    const replay = inflRing >= 0 ? { ring: inflRing, pos: inflPos } : null;
+    if (decision.delayUs > 0) {
+      h.state = 'backoff';
+      h.restartTimer = setTimeout(() => {
+        h.restartTimer = null;
+        if (!this.stopping) {
+          h.state = 'recovering';
+          this.launch(h, replay);
+        }
+      }, decision.delayUs / 1000);
+    } else {
+      h.state = 'recovering';
+      this.launch(h, replay);
+    }
+  }
+
+  /** If incarnation `gen` has begun serving and that was not noted yet, note it (and its recovery time). */
+  private noteServing(h: Host, gen: number): void {
+    if (h.state !== 'starting' && h.state !== 'recovering') return;
+    const serving = h.cb.servingSinceUs;
+    if (!(serving > 0) || h.cb.get(C.GEN) !== gen || gen !== h.gen) return;
+    if (h.state === 'recovering') {
+      const ms = Math.max(0, serving - h.verdictAtUs) / 1000;
+      h.recovery.record(ms);
+      for (const name of h.names) this.emit('recovered', { server: name, incarnation: gen, recoveryMs: ms });
+    }
+    h.state = 'serving';
+    h.threadId = h.cb.get(C.THREAD_ID);
+    for (const w of h.servingWaiters.splice(0)) w();
+  }
+
+  /** Sample every host: notice new incarnations serving, and judge hangs. */
+  private sample(): void {
+    const now = this.mem.clock.nowUs();
+    const lagUs = Math.max(0, now - this.lastSampleUs - this.sampleMs * 1000);
+    this.lastSampleUs = now;
+    for (const h of this.hosts) {
+      const state = h.cb.get(C.STATE);
+      if (h.state === 'starting' || h.state === 'recovering') {
+        if (h.gen !== h.deadGen) this.noteServing(h, h.gen);
+        continue;
+      }
+      if (h.state !== 'serving' || h.hangVerdict) continue;
+      if (h.crashLooping && h.policy.onHealthy(now)) h.crashLooping = false;
+      const s = h.monitor.sample(now, h.cb.get(C.BEAT), state, lagUs);
+      if (s.verdict === 'hung') {
+        h.hangVerdict = true;
+        this.emit('hang', { servers: h.names, phi: s.phi, silenceMs: s.silenceUs / 1000 });
+        h.active?.abort?.abort();
+      } else if (s.verdict === 'suspect') {
+        this.emit('suspect', { servers: h.names, phi: s.phi, silenceMs: s.silenceUs / 1000 });
+      }
+    }
+  }
+
+  /** Inject a fault into a server (a feature: crash-recovery demos and fault campaigns). */
+  inject(server: ServerName, kind: FaultKind): void {
+    if (!(FAULT_KINDS as readonly string[]).includes(kind)) {
+      throw Object.assign(new TypeError(`fault kind must be one of ${FAULT_KINDS.join(', ')}, got '${kind}'`), {
+        code: 'ERR_INVALID_ARG_VALUE',
+      });
+    }
+    const h = this.hostOf(server);
+    if (h.injectedAtUs === null) h.injectedAtUs = this.mem.clock.nowUs();
+    if (kind === 'poison') {
+      this.postControl(server, MSG.POISON, 0);
+      return;
+    }
+    h.cb.set(C.INJECT, kind === 'crash' ? FAULT.CRASH : kind === 'exit' ? FAULT.EXIT : FAULT.HANG);
+    this.mem.doorbellOf(server).ring();
+    // The host may be parked without having announced it yet; a direct notify covers that too.
+    Atomics.notify(h.cb.i32, C.BELL);
+  }
+
+  /**
+   * Send a control message (no payload beyond the header) to `server` through the supervisor's control
+   * ring, addressed to incarnation `dstGen` (0: whichever runs). A message addressed to an incarnation
+   * that has died is dropped by the receiver as stale.
+   */
+  postControl(server: ServerName, type: number, dstGen: number): void {
+    const ring = this.supRings.get(server);
+    if (!ring) throw Object.assign(new TypeError(`unknown server '${server}'`), { code: 'ERR_INVALID_ARG_VALUE' });
+    const off = ring.reserve(POISON_BYTES, type);
+    if (off < 0) throw Object.assign(new Error(`control ring to ${server} is full`), { code: 'ENOBUFS' });
+    ring.bytes.fill(0, off, off + POISON_BYTES);
+    new DataView(ring.bytes.buffer, ring.bytes.byteOffset + off, POISON_BYTES).setInt32(0, dstGen, true);
+    ring.commit();
+    ring.flush();
+  }
+
+  /** The running incarnation of a server. */
+  incarnation(server: ServerName): number {
+    return this.hostOf(server).gen;
+  }
+
+  /** Per-server statistics. */
+  stats(): Record<ServerName, ServerStats> {
+    const out = {} as Record<ServerName, ServerStats>;
+    for (const h of this.hosts) {
+      for (const name of h.names) {
+        out[name] = {
+          thread: h.index,
+          threadId: h.threadId,
+          incarnation: h.gen,
+          state: h.state,
+          restarts: { ...h.restarts },
+          lastCrash: h.lastCrash,
+          recoveryMs: h.recovery.summary(),
+          detectionMs: h.detection.summary(),
+          crashLooping: h.crashLooping,
+          counters: this.mem.counters(name).snapshot(),
+        };
+      }
+    }
+    return out;
+  }
+
+  /** All hosts' recovery and detection times merged. */
+  latencies(): { recoveryMs: LatencySummary; detectionMs: LatencySummary } {
+    const r = new Histogram();
+    const d = new Histogram();
+    for (const h of this.hosts) {
+      r.merge(h.recovery);
+      d.merge(h.detection);
+    }
+    return { recoveryMs: r.summary(), detectionMs: d.summary() };
+  }
+
+  /** Stop every host (they finish the record in hand and flush), then the thread pools. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.sampler) clearInterval(this.sampler);
+    for (const h of this.hosts) {
+      if (h.restartTimer) clearTimeout(h.restartTimer);
+      h.cb.set(C.STOP, 1);
+      Atomics.notify(h.cb.i32, C.BELL);
+      for (const slot of h.slots) {
+        if (slot !== h.active) {
+          Atomics.store(h.slotWords, slot.index * SLOT.WORDS + SLOT.STATE, SlotState.CANCELLED);
+          Atomics.notify(h.slotWords, slot.index * SLOT.WORDS + SLOT.STATE);
+        }
+      }
+      this.mem.doorbellOf(h.names[0]).ring();
+    }
+    // Give each host a moment to finish its record and flush, then tear the thread pools down.
+    const deadline = Date.now() + 500;
+    while (Date.now() < deadline && this.hosts.some((h) => h.state === 'serving' && h.cb.get(C.STATE) !== HostState.STOPPED)) {
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await Promise.all(this.hosts.map((h) => h.pool.destroy()));
+  }
+}
+
+export { EXIT_CRASH, FAULT };
