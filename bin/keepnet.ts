@@ -7,10 +7,12 @@
 import { parseArgs } from 'node:util';
 import { benchRings, formatRingBench } from '../bench/rings.js';
 import { faultsCommand, FAULTS_USAGE } from './commands/faults.js';
+import { demoCommand } from './commands/demo.js';
 
 const USAGE = `usage: keepnet <command> [options]
 
 commands:
+  demo [--rounds N] [--json]         crash-recovery demo: faults in every server under traffic
   bench rings [--json] [--scale X]   ring, postMessage and packet-pool throughput and latency
   faults --count N ...               a fault campaign against a live stack under traffic:
     ${FAULTS_USAGE}
@@ -51,6 +53,9 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(values.json ? JSON.stringify(r) + '\n' : formatRingBench(r) + '\n');
       return;
     }
+    case 'demo':
+      await demoCommand(rest, fail);
+      return;
     case 'faults':
       await faultsCommand(rest, fail);
       return;

@@ -363,6 +363,12 @@ export class Supervisor extends EventEmitter {
     const progressed = h.cb.get(C.PROGRESS) !== h.progressAtStart;
     // (Progress on other records does not clear a suspect: the tracker compares record keys.)
     const verdict = this.poison.onCrash(h.index, key, reason);
+    // Progress: it handled input, or it served long enough that this is no crash loop (a server killed
+    // now and then by faults that are not its own doing, on an idle stack, is not crash looping).
+    const uptimeUs = now - h.startedAtUs;
+    const decision = h.policy.onCrash(now, progressed || verdict === 'drop' || uptimeUs >= HEALTHY_UPTIME_US);
+    h.crashLooping = decision.crashLooping;
+    for (const name of h.names) this.emit('death', { server: name, ...info, reclaimed });
     if (verdict === 'drop' && key !== null) {
       h.cb.set(C.SKIP_POS, inflPos);
       h.cb.set(C.SKIP_RING, inflRing);
@@ -371,12 +377,6 @@ export class Supervisor extends EventEmitter {
       this.emit('poison', { server: h.names.join('+'), ring: inflRing, position: inflPos, attempts: this.poison.maxAttempts, reason });
     }
 
-    // Progress: it handled input, or it served long enough that this is no crash loop (a server killed
-    // now and then by faults that are not its own doing, on an idle stack, is not crash looping).
-    const uptimeUs = now - h.startedAtUs;
-    const decision = h.policy.onCrash(now, progressed || verdict === 'drop' || uptimeUs >= HEALTHY_UPTIME_US);
-    h.crashLooping = decision.crashLooping;
-    for (const name of h.names) this.emit('death', { server: name, ...info, reclaimed });
     if (decision.crashLooping) this.emit('crash-loop', { servers: h.names, streak: decision.streak, delayUs: decision.delayUs });
 
     const replay = inflRing >= 0 ? { ring: inflRing, pos: inflPos } : null;

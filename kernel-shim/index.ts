@@ -1,0 +1,5 @@
+/** keepnet's public entry point. */
+export { createStack, Stack, PROBE_ROUTES, type StackOptions, type ProbeResult } from './stack.js';
+export { runFaultCampaign, type CampaignOptions, type CampaignResult } from './fault-campaign.js';
+export { FAULT_KINDS, type FaultKind, type ServerStats, type CrashInfo } from '../servers/runtime/supervisor.js';
+export { SERVER_NAMES, type ServerName, type Placement } from '../servers/runtime/topology.js';
