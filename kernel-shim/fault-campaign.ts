@@ -162,7 +162,7 @@ export async function runFaultCampaign(opts: CampaignOptions): Promise<CampaignR
       corrupted: stats.probes.corrupted,
       duplicates: stats.probes.duplicates,
     },
-    pool: { inUseAtEnd: stack.memory.pool.stats().inUse },
+    pool: { inUseAtEnd: stack.memory.pools.stats().inUse },
     byServer,
   };
 }

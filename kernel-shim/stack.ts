@@ -8,6 +8,10 @@ import { EventEmitter } from 'node:events';
 import { makeOwner } from '../shared-rings/pool.js';
 import { RingConsumer, RingProducer } from '../shared-rings/ring.js';
 import type { Doorbell } from '../shared-rings/doorbell.js';
+import type { Clock } from '../shared-rings/clock.js';
+import type { Pools } from '../shared-rings/pools.js';
+import type { StackConfig } from '../servers/runtime/stack-memory.js';
+import type { ShimHost } from './shim-host.js';
 import { checksum } from '../servers/wire/checksum.js';
 import { HDR_DST_GEN, HDR_SRC_GEN, MSG, PROBE } from '../servers/runtime/messages.js';
 import { createStackMemory, StackMemory, type StackMemoryOptions } from '../servers/runtime/stack-memory.js';
@@ -40,17 +44,18 @@ interface PendingProbe {
   timer: NodeJS.Timeout | null;
 }
 
-export class Stack extends EventEmitter {
+export class Stack extends EventEmitter implements ShimHost {
   readonly memory: StackMemory;
   readonly supervisor: Supervisor;
-  private readonly out = new Map<Endpoint, RingProducer>();
+  private readonly out_ = new Map<Endpoint, RingProducer>();
   private readonly inputs: { from: Endpoint; ring: RingConsumer }[] = [];
   private readonly bell: Doorbell;
   private readonly pending = new Map<number, PendingProbe>();
   private nextProbe = 1;
   private running = false;
   private pumping: Promise<void> | null = null;
-  private readonly owner = makeOwner(ENDPOINT_ID.shim, 0);
+  readonly owner = makeOwner(ENDPOINT_ID.shim, 0);
+  private readonly handlers = new Map<number, (from: Endpoint, ring: RingConsumer) => void>();
   /** Probe outcomes (all time). */
   readonly probeStats = { sent: 0, returned: 0, corrupted: 0, timedOut: 0, duplicates: 0, poolExhausted: 0 };
 
@@ -64,8 +69,9 @@ export class Stack extends EventEmitter {
     this.bell = this.memory.doorbellOf('shim');
     this.bell.reset();
     for (const to of this.memory.outputsOf('shim')) {
-      this.out.set(to, new RingProducer(this.memory.ring('shim', to), { wake: this.memory.doorbellOf(to) }));
+      this.out_.set(to, new RingProducer(this.memory.ring('shim', to), { wake: this.memory.doorbellOf(to) }));
     }
+    this.handle(MSG.PROBE, (from, ring) => this.receiveProbe(from, ring));
     for (const from of this.memory.inputsOf('shim')) {
       this.inputs.push({ from, ring: new RingConsumer(this.memory.ring(from, 'shim'), { doorbell: this.bell }) });
     }
@@ -99,15 +105,43 @@ export class Stack extends EventEmitter {
     }
   }
 
+  get pools(): Pools {
+    return this.memory.pools;
+  }
+  get clock(): Clock {
+    return this.memory.clock;
+  }
+  get config(): StackConfig {
+    return this.memory.init.config;
+  }
+
+  out(to: 'udp' | 'tcp'): RingProducer {
+    return this.out_.get(to)!;
+  }
+
+  handle(type: number, fn: (from: Endpoint, ring: RingConsumer) => void): void {
+    this.handlers.set(type, fn);
+  }
+
+  claim(buf: number, epoch: number, from: Endpoint): boolean {
+    const pools = this.memory.pools;
+    return pools.epochOf(buf) === epoch && pools.transfer(buf, makeOwner(ENDPOINT_ID[from], 0), this.owner);
+  }
+
   private receive(from: Endpoint, ring: RingConsumer): void {
-    if (ring.tag !== MSG.PROBE || ring.length < PROBE.BYTES) return;
+    const fn = this.handlers.get(ring.tag);
+    if (fn) fn(from, ring);
+  }
+
+  private receiveProbe(from: Endpoint, ring: RingConsumer): void {
+    if (ring.length < PROBE.BYTES) return;
     const b = ring.bytes;
     const off = ring.offset;
     const dv = new DataView(b.buffer, b.byteOffset + off, PROBE.BYTES);
     const id = dv.getUint32(PROBE.ID, true);
     const p = this.pending.get(id);
     const buf = dv.getInt32(PROBE.BUF, true);
-    const pool = this.memory.pool;
+    const pool = this.memory.pools;
     if (!p) {
       // A probe replayed by a server that crashed after forwarding it: its buffer was claimed already.
       this.probeStats.duplicates++;
@@ -120,7 +154,7 @@ export class Stack extends EventEmitter {
         return;
       }
       const len = dv.getInt32(PROBE.LEN, true);
-      intact = checksum(pool.bytes, pool.offsetOf(buf), len) === p.sum;
+      intact = checksum(pool.bytesOf(buf), pool.offsetOf(buf), len) === p.sum;
       pool.free(buf, this.owner);
     }
     this.pending.delete(id);
@@ -139,21 +173,22 @@ export class Stack extends EventEmitter {
     if (!route) {
       return Promise.reject(Object.assign(new TypeError(`unknown server '${server}'`), { code: 'ERR_INVALID_ARG_VALUE' }));
     }
-    const ring = this.out.get(route[1])!;
-    const pool = this.memory.pool;
+    const ring = this.out_.get(route[1])!;
+    const pool = this.memory.pools;
     const id = this.nextProbe++ >>> 0;
     let buf = -1;
     let sum = 0;
     if (payload > 0) {
-      buf = pool.alloc(this.owner);
+      buf = pool.alloc(payload, this.owner);
       if (buf < 0) {
         this.probeStats.poolExhausted++;
         return Promise.reject(Object.assign(new Error('packet pool exhausted'), { code: 'ENOBUFS' }));
       }
       const base = pool.offsetOf(buf);
-      const len = Math.min(payload, pool.bufferSize);
-      for (let i = 0; i < len; i++) pool.bytes[base + i] = (id * 13 + i) & 255;
-      sum = checksum(pool.bytes, base, len);
+      const bytes = pool.bytesOf(buf);
+      const len = Math.min(payload, pool.capacityOf(buf));
+      for (let i = 0; i < len; i++) bytes[base + i] = (id * 13 + i) & 255;
+      sum = checksum(bytes, base, len);
       payload = len;
     }
     const off = ring.reserve(PROBE.BYTES, MSG.PROBE);
@@ -201,7 +236,7 @@ export class Stack extends EventEmitter {
     return {
       servers: this.supervisor.stats(),
       poisonDropped: this.supervisor.poisonDropped,
-      pool: this.memory.pool.stats(),
+      pool: this.memory.pools.stats(),
       probes: { ...this.probeStats, inFlight: this.pending.size },
       ...this.supervisor.latencies(),
     };

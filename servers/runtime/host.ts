@@ -49,6 +49,8 @@ interface Input {
   server: ServerModule;
   ctx: ServerContext;
   index: number;
+  /** Position of a record offered before and refused for backpressure: offered again, it is a retry. */
+  retryPos: number;
 }
 
 const BEAT_EVERY = 32;
@@ -146,7 +148,7 @@ function runHost(mem: StackMemory, host: number, generation: number, replay: { r
   const names: ServerName[] = mem.hosts[host];
   const gen = generation;
   const clock = mem.clock;
-  const pool = mem.pool;
+  const pools = mem.pools;
   const doorbell = mem.doorbellOf(names[0]);
   doorbell.reset();
 
@@ -170,14 +172,16 @@ function runHost(mem: StackMemory, host: number, generation: number, replay: { r
       owner: makeOwner(id, gen & 0xffff || 1),
       transitOwner,
       clock,
-      pool,
+      pools,
       out,
       counters: mem.counters(name),
+      config: mem.init.config,
+      state: mem.init.state[name],
       claim(buf: number, epoch: number, from: Endpoint): boolean {
-        if (pool.epochOf(buf) !== epoch) return false;
-        if (pool.transfer(buf, makeOwner(ENDPOINT_ID[from], 0), transitOwner)) return true;
-        // Already ours is fine only while re-handling the record our predecessor died on.
-        return replaying && pool.ownerOf(buf) === transitOwner;
+        if (pools.epochOf(buf) !== epoch) return false;
+        if (pools.transfer(buf, makeOwner(ENDPOINT_ID[from], 0), transitOwner)) return true;
+        // Already ours is fine only while re-handling a record (see `replaying` in the loop).
+        return replaying && pools.ownerOf(buf) === transitOwner;
       },
     };
     contexts.push(ctx);
@@ -185,7 +189,7 @@ function runHost(mem: StackMemory, host: number, generation: number, replay: { r
     const server = SERVER_MODULES[name];
     for (const from of mem.inputsOf(name)) {
       const ring = new RingConsumer(mem.ring(from, name), { generation: gen, doorbell });
-      inputs.push({ ring, from, server, ctx, index: inputs.length });
+      inputs.push({ ring, from, server, ctx, index: inputs.length, retryPos: NaN });
     }
   }
 
@@ -224,12 +228,17 @@ function runHost(mem: StackMemory, host: number, generation: number, replay: { r
           Atomics.store(cb.i32, C.INFL_POS, ring.position);
           Atomics.store(cb.i32, C.INFL_RING, input.index);
           inFlight = input;
-          replaying = replay !== null && replay.ring === input.index && replay.pos === ring.position;
+          // Claims of buffers this server already holds are legitimate when re-handling the record our
+          // predecessor died on, or a record we refused earlier for backpressure.
+          replaying =
+            (replay !== null && replay.ring === input.index && replay.pos === ring.position) || input.retryPos === ring.position;
           if (!dispatch(input, gen)) {
             input.ctx.counters.add(K.backpressure);
+            input.retryPos = ring.position;
             blocked = true;
             break;
           }
+          input.retryPos = NaN;
           // Publish this record's effects before letting go of it: a crash after this point leaves
           // nothing unpublished, a crash before it replays the record (see claim()).
           for (let o = 0; o < outputs.length; o++) outputs[o].flush();
@@ -370,7 +379,7 @@ function forwardProbe(input: Input, gen: number): boolean {
     }
     // Read the payload in place, as a protocol server reads headers: it must still be intact.
     const len = readI32(b, off + PROBE.LEN);
-    if (checksum(ctx.pool.bytes, ctx.pool.offsetOf(buf), len) !== readI32(b, off + PROBE.SUM) >>> 0) {
+    if (checksum(ctx.pools.bytesOf(buf), ctx.pools.offsetOf(buf), len) !== readI32(b, off + PROBE.SUM) >>> 0) {
       ctx.counters.add(K.unknownDropped);
     }
   }

@@ -40,3 +40,78 @@ export const PROBE = Object.freeze({
   BYTES: 48,
 });
 export const POISON_BYTES = HEADER_BYTES;
+
+/**
+ * Data-path messages. Packets travel by descriptor: a pool buffer handle (see shared-rings/pools.ts),
+ * its epoch, and offset/length inside the buffer. The buffer stays owned by the sender's transit owner
+ * until the receiver claims it (ServerContext.claim), which makes replays after a crash harmless.
+ * Every record is little-endian; offsets below are from the start of the payload.
+ *
+ * FRAME (driver <-> ip): an Ethernet frame.
+ *   [8] buf  [12] epoch  [16] off  [20] len  [24] flags (FRAME_CSUM_OK: checksums verified by the link
+ *   or offloaded; do not verify / need not compute)  [28] ifIndex
+ * L4_IN (ip -> udp/tcp): a received IPv4 packet for a transport server.
+ *   [8] buf  [12] epoch  [16] off (IPv4 header)  [20] len (IPv4 total length)  [24] l4Off (absolute
+ *   offset of the transport header in the buffer)  [28] l4Len  [32] src  [36] dst (uint32 addresses)
+ *   [40] proto u8  [41] ttl u8  [42] flags u16 (FRAME_CSUM_OK)
+ * L4_OUT (udp/tcp -> ip): a transport segment to send. The segment (transport header + payload) is at
+ *   off/len inside the buffer with at least HEADROOM bytes before it, so IP and Ethernet headers are
+ *   written in place in front of it (no copy).
+ *   [8] buf  [12] epoch  [16] off  [20] len  [24] src (0: the interface address)  [28] dst
+ *   [32] proto u8  [33] ttl u8 (0: default 64)  [34] tos u8  [35] flags u8 (L4F_DF, L4F_CSUM: IP must
+ *   fill the transport checksum, after choosing the source address)
+ * ICMP_ERR (ip -> udp/tcp): an ICMP error about a packet this host sent.
+ *   [8] type u8  [9] code u8  [10] proto u8  [12] src  [16] dst  (of the original packet)
+ *   [20] srcPort u16  [22] dstPort u16  [24] mtu u16 (fragmentation needed)  [28] reporter (address)
+ */
+export const DATA_MSG = Object.freeze({
+  FRAME: 16,
+  L4_IN: 17,
+  L4_OUT: 18,
+  ICMP_ERR: 19,
+});
+
+export const D = Object.freeze({
+  BUF: 8,
+  EPOCH: 12,
+  OFF: 16,
+  LEN: 20,
+  // FRAME
+  FLAGS: 24,
+  IFINDEX: 28,
+  FRAME_BYTES: 32,
+  // L4_IN
+  L4_OFF: 24,
+  L4_LEN: 28,
+  SRC: 32,
+  DST: 36,
+  PROTO: 40,
+  TTL: 41,
+  IN_FLAGS: 42,
+  L4_IN_BYTES: 44,
+  // L4_OUT
+  OUT_SRC: 24,
+  OUT_DST: 28,
+  OUT_PROTO: 32,
+  OUT_TTL: 33,
+  OUT_TOS: 34,
+  OUT_FLAGS: 35,
+  L4_OUT_BYTES: 36,
+  // ICMP_ERR
+  E_TYPE: 8,
+  E_CODE: 9,
+  E_PROTO: 10,
+  E_SRC: 12,
+  E_DST: 16,
+  E_SPORT: 20,
+  E_DPORT: 22,
+  E_MTU: 24,
+  E_REPORTER: 28,
+  ICMP_ERR_BYTES: 32,
+});
+
+export const FRAME_CSUM_OK = 1;
+export const L4F_DF = 1;
+export const L4F_CSUM = 2;
+/** Bytes a transport server leaves free in front of a segment: room for Ethernet and IPv4 headers. */
+export const HEADROOM = 64;

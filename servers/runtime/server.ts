@@ -11,9 +11,10 @@
  * protocol logic. State that must survive a restart lives in shared memory, never in module globals.
  */
 import type { Clock } from '../../shared-rings/clock.js';
-import type { PacketPool } from '../../shared-rings/pool.js';
+import type { Pools } from '../../shared-rings/pools.js';
 import type { RingProducer } from '../../shared-rings/ring.js';
 import type { Counters } from './counters.js';
+import type { StackConfig } from './stack-memory.js';
 import type { Endpoint, ServerName } from './topology.js';
 
 export interface ServerContext {
@@ -25,9 +26,13 @@ export interface ServerContext {
   /** Pool owner word for buffers in transit to this server (any incarnation): makeOwner(id, 0). */
   readonly transitOwner: number;
   readonly clock: Clock;
-  readonly pool: PacketPool;
+  readonly pools: Pools;
   readonly out: ReadonlyMap<Endpoint, RingProducer>;
   readonly counters: Counters;
+  /** The stack's configuration (interface, link). */
+  readonly config: StackConfig;
+  /** This server's shared state: tables that must survive its restarts live here. */
+  readonly state: SharedArrayBuffer;
   /**
    * Take ownership of a buffer that arrived by descriptor from `from`: true if it is now this server's.
    * Buffers travel owned by their sender's transit owner until the receiver claims them, so a sender

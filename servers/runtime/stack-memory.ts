@@ -5,19 +5,54 @@
  * of it.
  */
 import { ClockPage, Clock } from '../../shared-rings/clock.js';
-import { PacketPool } from '../../shared-rings/pool.js';
+import { Pools, type PoolsInit } from '../../shared-rings/pools.js';
 import { Ring, type RingRegion } from '../../shared-rings/ring.js';
 import { Doorbell } from '../../shared-rings/doorbell.js';
 import { C, ControlBlock } from './control.js';
 import { Counters } from './counters.js';
-import { LINKS, hostsFor, linkName, type Endpoint, type Placement, type ServerName } from './topology.js';
+import { LINKS, SERVER_NAMES, hostsFor, linkName, type Endpoint, type Placement, type ServerName } from './topology.js';
+
+/** The network interface of a stack (one per stack for now). Addresses are uint32 values. */
+export interface InterfaceConfig {
+  address: number;
+  prefix: number;
+  /** Default gateway, 0 for none. */
+  gateway: number;
+  /** 48-bit MAC address as a number. */
+  mac: number;
+  mtu: number;
+  checksumOffload: boolean;
+}
+
+/** Where the driver's frames go. Plain data: structured-clonable to every worker. */
+export type LinkConfig =
+  | { kind: 'none' }
+  | { kind: 'shm'; wire: import('../driver/shm-wire.js').ShmWireInit; side: 'a' | 'b' }
+  | { kind: 'tap'; fd: number; name: string };
+
+export interface StackConfig {
+  iface: InterfaceConfig | null;
+  link: LinkConfig;
+  /** Seeded fault injection on the link (driver). */
+  faults?: import('../driver/fault-link.js').FaultLinkOptions;
+  /** Capture every frame of the link to this pcap file. */
+  pcap?: string;
+}
+
+/** Bytes of shared state each server keeps across its restarts (its tables live here, not in its heap). */
+export const STATE_BYTES: Readonly<Record<ServerName, number>> = { driver: 4096, ip: 4096, tcp: 1 << 20, udp: 1 << 18 };
 
 export interface StackMemoryOptions {
+  config?: StackConfig;
   placement?: Placement;
   /** Ring data bytes per link (power of two). */
   ringCapacity?: number;
+  /** MTU-sized buffers: how many, and their size. */
   poolBuffers?: number;
   poolBufferSize?: number;
+  /** Large buffers (64 KiB datagrams, reassembly, jumbo frames): how many, and their size. */
+  bigBuffers?: number;
+  bigBufferSize?: number;
   /** Use a manual (fake) clock page, for tests. */
   manualClock?: boolean;
 }
@@ -25,13 +60,15 @@ export interface StackMemoryOptions {
 /** Everything a thread needs to attach: plain data and SharedArrayBuffers (structured-clonable). */
 export interface StackMemoryInit {
   clock: SharedArrayBuffer;
-  pool: SharedArrayBuffer;
+  pools: PoolsInit;
   rings: Record<string, RingRegion>;
   control: SharedArrayBuffer;
   counters: SharedArrayBuffer;
   /** Doorbell words for endpoints that are not hosts (the shim). */
   bells: SharedArrayBuffer;
   hosts: ServerName[][];
+  config: StackConfig;
+  state: Record<ServerName, SharedArrayBuffer>;
 }
 
 const SHIM_BELL = 0;
@@ -39,24 +76,40 @@ const SHIM_BELL = 0;
 export function createStackMemory(opts: StackMemoryOptions = {}): StackMemoryInit {
   const hosts = hostsFor(opts.placement ?? 'dedicated');
   const clock = ClockPage.create({ manual: opts.manualClock ?? false }).sab;
-  const pool = PacketPool.create({ buffers: opts.poolBuffers ?? 4096, bufferSize: opts.poolBufferSize ?? 2048 }).sab;
+  const pools = Pools.create({
+    smallBuffers: opts.poolBuffers ?? 4096,
+    smallSize: opts.poolBufferSize ?? 2048,
+    bigBuffers: opts.bigBuffers ?? 64,
+    bigSize: opts.bigBufferSize ?? 65536 + 1024,
+  });
   const capacity = opts.ringCapacity ?? 1 << 18;
   const rings: Record<string, RingRegion> = {};
   for (const [from, to] of LINKS) rings[linkName(from, to)] = Ring.create({ capacity });
-  return { clock, pool, rings, control: ControlBlock.allocate(hosts.length), counters: Counters.allocate(), bells: new SharedArrayBuffer(64), hosts };
+  const state = Object.fromEntries(SERVER_NAMES.map((n) => [n, new SharedArrayBuffer(STATE_BYTES[n])])) as Record<ServerName, SharedArrayBuffer>;
+  return {
+    clock,
+    pools,
+    rings,
+    control: ControlBlock.allocate(hosts.length),
+    counters: Counters.allocate(),
+    bells: new SharedArrayBuffer(64),
+    hosts,
+    config: opts.config ?? { iface: null, link: { kind: 'none' } },
+    state,
+  };
 }
 
 /** A thread's view of the stack memory. */
 export class StackMemory {
   readonly init: StackMemoryInit;
   readonly clock: Clock;
-  readonly pool: PacketPool;
+  readonly pools: Pools;
   readonly hosts: ServerName[][];
 
   constructor(init: StackMemoryInit) {
     this.init = init;
     this.clock = Clock.attach(init.clock);
-    this.pool = PacketPool.attach(init.pool);
+    this.pools = new Pools(init.pools);
     this.hosts = init.hosts;
   }
 

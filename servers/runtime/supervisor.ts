@@ -354,7 +354,7 @@ export class Supervisor extends EventEmitter {
     // Buffers the dead incarnation had claimed for good are reclaimed; buffers in transit to it stay
     // with the rings that reference them, for the next incarnation.
     let reclaimed = 0;
-    for (const name of h.names) reclaimed += this.mem.pool.reclaim(makeOwner(ENDPOINT_ID[name], gen & 0xffff || 1));
+    for (const name of h.names) reclaimed += this.mem.pools.reclaim(makeOwner(ENDPOINT_ID[name], gen & 0xffff || 1));
 
     // The record it died on: poison after repeated crashes on it.
     const inflRing = h.cb.get(C.INFL_RING);
