@@ -188,3 +188,15 @@ export interface Link {
   poll(nowUs: number): number;
   close(): void;
 }
+
+/**
+ * Copy `len` bytes between byte areas (they may be the same area; ranges must not overlap). Short
+ * copies go byte by byte (no view object); long ones use one native copy (one short-lived subarray).
+ */
+export function copyBytes(src: Uint8Array, srcPos: number, dst: Uint8Array, dstPos: number, len: number): void {
+  if (len <= 64) {
+    for (let k = 0; k < len; k++) dst[dstPos + k] = src[srcPos + k]!;
+  } else {
+    dst.set(src.subarray(srcPos, srcPos + len), dstPos);
+  }
+}

@@ -181,11 +181,12 @@ t.test('a server that keeps crashing without progress backs off exponentially an
       delays.push(r.recoveryMs);
     }
     t.ok(delays[0] < 40 && delays[1] < 40, `first restarts are immediate (${delays.slice(0, 2).map((d) => d.toFixed(1))} ms)`);
-    t.ok(delays[2] >= 40, `third waits the base delay (${delays[2].toFixed(1)} ms)`);
-    t.ok(delays[3] >= 80, `then twice that (${delays[3].toFixed(1)} ms)`);
-    t.ok(delays[4] >= 160 && delays[4] < 400, `capped at 160 ms (${delays[4].toFixed(1)} ms)`);
+    t.ok(delays[2] >= 38, `third waits the base delay (${delays[2].toFixed(1)} ms)`);
+    t.ok(delays[3] >= 78, `then twice that (${delays[3].toFixed(1)} ms)`);
+    t.ok(delays[4] >= 158 && delays[4] < 400, `capped at 160 ms (${delays[4].toFixed(1)} ms)`);
     t.ok(loops.length >= 3, 'crash looping is reported');
     t.equal(s.stats().servers[server].crashLooping, true);
+    // (Timers may fire a fraction of a millisecond early against the central clock: 2 ms of slack.)
     // Progress resets the streak: traffic through udp, then one more crash is restarted at once.
     await probeAll(t, s, 'after backoff');
     const rec = next(s, 'recovered', (e) => e.server === server);
