@@ -20,6 +20,10 @@ export interface ShimHost {
   out(to: 'udp' | 'tcp'): RingProducer;
   /** Handle every record of message type `type` arriving at the shim (the record is committed after). */
   handle(type: number, fn: (from: Endpoint, ring: RingConsumer) => void): void;
-  /** Claim a buffer that arrived from `from` by descriptor: true if the shim now owns it. */
-  claim(buf: number, epoch: number, from: Endpoint): boolean;
+  /**
+   * Claim a buffer that arrived by descriptor in a record from `from`, written by incarnation `srcGen`
+   * (the record header's srcGen): true if the shim now owns it. The shim writes SHIM_GEN (1) as srcGen
+   * in its own records and owns its buffers as `owner`.
+   */
+  claim(buf: number, epoch: number, from: Endpoint, srcGen: number): boolean;
 }

@@ -18,6 +18,9 @@ import { createStackMemory, StackMemory, type StackMemoryOptions } from '../serv
 import { Supervisor, type FaultKind, type SupervisorOptions } from '../servers/runtime/supervisor.js';
 import { ENDPOINT_ID, SERVER_NAMES, type Endpoint, type ServerName } from '../servers/runtime/topology.js';
 
+/** The shim's generation in the records it writes (it is never restarted). */
+export const SHIM_GEN = 1;
+
 export interface StackOptions extends StackMemoryOptions, SupervisorOptions {}
 
 /** Routes that make a probe visit a server and come back to the shim. */
@@ -54,7 +57,8 @@ export class Stack extends EventEmitter implements ShimHost {
   private nextProbe = 1;
   private running = false;
   private pumping: Promise<void> | null = null;
-  readonly owner = makeOwner(ENDPOINT_ID.shim, 0);
+  /** The shim never restarts: it is incarnation 1 of endpoint 'shim' for good. */
+  readonly owner = makeOwner(ENDPOINT_ID.shim, SHIM_GEN);
   private readonly handlers = new Map<number, (from: Endpoint, ring: RingConsumer) => void>();
   /** Probe outcomes (all time). */
   readonly probeStats = { sent: 0, returned: 0, corrupted: 0, timedOut: 0, duplicates: 0, poolExhausted: 0 };
@@ -123,9 +127,12 @@ export class Stack extends EventEmitter implements ShimHost {
     this.handlers.set(type, fn);
   }
 
-  claim(buf: number, epoch: number, from: Endpoint): boolean {
+  claim(buf: number, epoch: number, from: Endpoint, srcGen: number): boolean {
     const pools = this.memory.pools;
-    return pools.epochOf(buf) === epoch && pools.transfer(buf, makeOwner(ENDPOINT_ID[from], 0), this.owner);
+    if (pools.epochOf(buf) !== epoch) return false;
+    const id = ENDPOINT_ID[from];
+    // From the incarnation that sent it, or from the sender's transit owner if it has died since.
+    return pools.transfer(buf, makeOwner(id, srcGen & 0xffff || 1), this.owner) || pools.transfer(buf, makeOwner(id, 0), this.owner);
   }
 
   private receive(from: Endpoint, ring: RingConsumer): void {
@@ -149,7 +156,7 @@ export class Stack extends EventEmitter implements ShimHost {
     }
     let intact = true;
     if (buf >= 0) {
-      if (!pool.transfer(buf, makeOwner(ENDPOINT_ID[from], 0), this.owner)) {
+      if (!this.claim(buf, dv.getInt32(PROBE.EPOCH, true), from, dv.getInt32(HDR_SRC_GEN, true))) {
         this.probeStats.duplicates++;
         return;
       }
@@ -198,7 +205,7 @@ export class Stack extends EventEmitter implements ShimHost {
     }
     const dv = new DataView(ring.bytes.buffer, ring.bytes.byteOffset + off, PROBE.BYTES);
     dv.setInt32(HDR_DST_GEN, 0, true);
-    dv.setInt32(HDR_SRC_GEN, 0, true);
+    dv.setInt32(HDR_SRC_GEN, SHIM_GEN, true);
     dv.setUint32(PROBE.ID, id, true);
     dv.setUint8(PROBE.HOP, 1); // the index in the route of the endpoint receiving this record
     dv.setUint8(PROBE.ROUTE_LEN, route.length);

@@ -510,3 +510,44 @@ export class RingConsumer extends RingEnd {
     }
   }
 }
+
+/**
+ * Read-only walk over the published records a ring still holds (from the consumer's read position to
+ * the producer's write position), without touching any word: for a supervisor inspecting the rings of a
+ * dead server. `fn` gets each record's tag, the data area, the payload offset and length, and its
+ * position. Safe while the producer is dead (nothing overwrites the region) or for records the consumer
+ * has not committed (the producer cannot reach them).
+ */
+export function scanRing(
+  region: RingRegion,
+  fn: (tag: number, bytes: Uint8Array, offset: number, length: number, position: number) => void,
+  from?: number,
+  count = Infinity,
+): void {
+  const end = new RingView(region);
+  end.scan(fn, from, count);
+}
+
+class RingView extends RingEnd {
+  scan(
+    fn: (tag: number, bytes: Uint8Array, offset: number, length: number, position: number) => void,
+    from: number | undefined,
+    count: number,
+  ): void {
+    let pos = from ?? Atomics.load(this.header, H_READ);
+    const write = Atomics.load(this.header, H_WRITE);
+    for (let n = 0; n < count && pos !== write; ) {
+      if (((write - pos) | 0) <= 0) return;
+      const off = pos & this.mask;
+      const len = this.words[off >> 2];
+      if (len === PAD) {
+        pos = (pos + (this.capacity - off)) | 0;
+        continue;
+      }
+      if (len < 0 || len > this.maxRecord || off + RECORD_HEADER_BYTES + len > this.capacity) return;
+      fn(this.words[(off >> 2) + 1], this.bytes, off + RECORD_HEADER_BYTES, len, pos);
+      pos = (pos + RECORD_HEADER_BYTES + align8(len)) | 0;
+      n++;
+    }
+  }
+}

@@ -177,11 +177,16 @@ function runHost(mem: StackMemory, host: number, generation: number, replay: { r
       counters: mem.counters(name),
       config: mem.init.config,
       state: mem.init.state[name],
-      claim(buf: number, epoch: number, from: Endpoint): boolean {
+      claim(buf: number, epoch: number): boolean {
         if (pools.epochOf(buf) !== epoch) return false;
-        if (pools.transfer(buf, makeOwner(ENDPOINT_ID[from], 0), transitOwner)) return true;
-        // Already ours is fine only while re-handling a record (see `replaying` in the loop).
-        return replaying && pools.ownerOf(buf) === transitOwner;
+        const sender = ENDPOINT_ID[current.from];
+        const owner = makeOwner(id, gen & 0xffff || 1);
+        if (pools.transfer(buf, makeOwner(sender, current.srcGen & 0xffff || 1), owner)) return true;
+        if (pools.transfer(buf, makeOwner(sender, 0), owner)) return true; // the sender died since
+        if (!replaying) return false;
+        // Re-handling a record: our predecessor's claim was moved to our transit owner when it died;
+        // or we claimed it ourselves before refusing the record for backpressure.
+        return pools.transfer(buf, transitOwner, owner) || pools.ownerOf(buf) === owner;
       },
     };
     contexts.push(ctx);
@@ -201,6 +206,8 @@ function runHost(mem: StackMemory, host: number, generation: number, replay: { r
   Atomics.add(cb.i32, C.BEAT, 1);
 
   let inFlight: Input | null = null;
+  /** The record being handled: who sent it, as which incarnation (claim() needs both). */
+  const current = { from: 'sup' as Endpoint, srcGen: 0 };
   let replaying = false;
   try {
     for (;;) {
@@ -228,6 +235,8 @@ function runHost(mem: StackMemory, host: number, generation: number, replay: { r
           Atomics.store(cb.i32, C.INFL_POS, ring.position);
           Atomics.store(cb.i32, C.INFL_RING, input.index);
           inFlight = input;
+          current.from = input.from;
+          current.srcGen = ring.length >= 8 ? readI32(ring.bytes, ring.offset + HDR_SRC_GEN) : 0;
           // Claims of buffers this server already holds are legitimate when re-handling the record our
           // predecessor died on, or a record we refused earlier for backpressure.
           replaying =
@@ -372,7 +381,7 @@ function forwardProbe(input: Input, gen: number): boolean {
   if (buf >= 0) {
     // A record replayed after a crash may already have been forwarded and claimed downstream: then the
     // claim fails, and forwarding it again would duplicate it, so the replay is dropped.
-    if (!ctx.claim(buf, readI32(b, off + PROBE.EPOCH), input.from)) {
+    if (!ctx.claim(buf, readI32(b, off + PROBE.EPOCH))) {
       out.abort();
       ctx.counters.add(K.replayDropped);
       return true;

@@ -11,29 +11,38 @@
  * PROBE: a message that travels a route of endpoints hop by hop, optionally carrying a pool buffer by
  * descriptor (ownership is transferred at each hop). The shim and the fault campaign use probes to
  * check that every server on a path is serving and that nothing in flight is lost or corrupted.
- *   [8] probeId u32  [12] hop u8 (index in the route of the receiving endpoint)  [13] routeLen u8
- *   [16..23] route endpoint ids
- *   [24] bufIdx i32 (-1: none)  [28] epoch i32  [32] len i32  [36] Internet checksum of the buffer's bytes  [40] sentUs f64
+ *   [8] buf i32 (-1: none)  [12] epoch i32  [16] probeId u32  [20] hop u8 (index in the route of the
+ *   receiving endpoint)  [21] routeLen u8  [24..31] route endpoint ids  [32] len i32
+ *   [36] Internet checksum of the buffer's bytes  [40] sentUs f64
  *
  * POISON: a message whose handling throws, every time (fault injection).
  */
 export const MSG = Object.freeze({
-  PROBE: 1,
+  PROBE: 0x101,
   POISON: 2,
 });
+
+/**
+ * Message types with this bit set carry a pool buffer: its handle at [8] (i32, -1 for none) and its
+ * epoch at [12]. The supervisor relies on it to find the buffers referenced by a dead server's
+ * published records (see Supervisor.onDeath), whatever the message type.
+ */
+export const CARRIES_BUFFER = 0x100;
+export const DESC_BUF = 8;
+export const DESC_EPOCH = 12;
 
 export const HDR_DST_GEN = 0;
 export const HDR_SRC_GEN = 4;
 export const HEADER_BYTES = 8;
 
 export const PROBE = Object.freeze({
-  ID: 8,
-  HOP: 12,
-  ROUTE_LEN: 13,
-  ROUTE: 16,
+  BUF: 8,
+  EPOCH: 12,
+  ID: 16,
+  HOP: 20,
+  ROUTE_LEN: 21,
+  ROUTE: 24,
   MAX_ROUTE: 8,
-  BUF: 24,
-  EPOCH: 28,
   LEN: 32,
   SUM: 36,
   SENT_US: 40,
@@ -43,7 +52,7 @@ export const POISON_BYTES = HEADER_BYTES;
 
 /**
  * Data-path messages. Packets travel by descriptor: a pool buffer handle (see shared-rings/pools.ts),
- * its epoch, and offset/length inside the buffer. The buffer stays owned by the sender's transit owner
+ * its epoch, and offset/length inside the buffer. The buffer stays owned by the sending incarnation
  * until the receiver claims it (ServerContext.claim), which makes replays after a crash harmless.
  * Every record is little-endian; offsets below are from the start of the payload.
  *
@@ -65,10 +74,10 @@ export const POISON_BYTES = HEADER_BYTES;
  *   [20] srcPort u16  [22] dstPort u16  [24] mtu u16 (fragmentation needed)  [28] reporter (address)
  */
 export const DATA_MSG = Object.freeze({
-  FRAME: 16,
-  L4_IN: 17,
-  L4_OUT: 18,
-  ICMP_ERR: 19,
+  FRAME: 0x110,
+  L4_IN: 0x111,
+  L4_OUT: 0x112,
+  ICMP_ERR: 0x13,
 });
 
 export const D = Object.freeze({

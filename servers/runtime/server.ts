@@ -23,7 +23,7 @@ export interface ServerContext {
   readonly generation: number;
   /** Pool owner word of this incarnation: makeOwner(id, generation). */
   readonly owner: number;
-  /** Pool owner word for buffers in transit to this server (any incarnation): makeOwner(id, 0). */
+  /** This server's transit owner, makeOwner(id, 0): its buffers while no incarnation holds them. */
   readonly transitOwner: number;
   readonly clock: Clock;
   readonly pools: Pools;
@@ -34,12 +34,13 @@ export interface ServerContext {
   /** This server's shared state: tables that must survive its restarts live here. */
   readonly state: SharedArrayBuffer;
   /**
-   * Take ownership of a buffer that arrived by descriptor from `from`: true if it is now this server's.
-   * Buffers travel owned by their sender's transit owner until the receiver claims them, so a sender
-   * that crashes before publishing can forward them again, and a record replayed after a crash whose
-   * effects already happened is recognised (the claim fails) and dropped instead of duplicated.
+   * Take ownership of a buffer referenced by the record being handled: true if it is now this
+   * incarnation's (owner word `owner`). A sender keeps its buffers under its own incarnation until the
+   * receiver claims them; if the sender died meanwhile, the supervisor moved them to the sender's
+   * transit owner, which a claim accepts too. A record replayed after a crash whose effects already
+   * happened finds its buffer gone on (the claim fails): drop it instead of duplicating it.
    */
-  claim(buf: number, epoch: number, from: Endpoint): boolean;
+  claim(buf: number, epoch: number): boolean;
 }
 
 export interface ServerModule {

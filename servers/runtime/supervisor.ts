@@ -23,11 +23,11 @@ import { EventEmitter } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { makeOwner } from '../../shared-rings/pool.js';
-import { RingProducer } from '../../shared-rings/ring.js';
+import { RingProducer, scanRing } from '../../shared-rings/ring.js';
 import { C, CRASH, FAULT, HostState, SLOT, SlotState, type ControlBlock } from './control.js';
 import { HangMonitor, type HangMonitorOptions } from './failure-detector.js';
 import { EXIT_CRASH, type HostTask } from './host.js';
-import { MSG, POISON_BYTES } from './messages.js';
+import { CARRIES_BUFFER, DESC_BUF, DESC_EPOCH, MSG, POISON_BYTES } from './messages.js';
 import { PoisonTracker, recordKey } from './poison.js';
 import { RestartPolicy, type RestartPolicyOptions } from './backoff.js';
 import { Histogram, seededRandom, type LatencySummary } from './stats.js';
@@ -351,14 +351,11 @@ export class Supervisor extends EventEmitter {
       h.injectedAtUs = null;
     }
 
-    // Buffers the dead incarnation had claimed for good are reclaimed; buffers in transit to it stay
-    // with the rings that reference them, for the next incarnation.
-    let reclaimed = 0;
-    for (const name of h.names) reclaimed += this.mem.pools.reclaim(makeOwner(ENDPOINT_ID[name], gen & 0xffff || 1));
-
-    // The record it died on: poison after repeated crashes on it.
     const inflRing = h.cb.get(C.INFL_RING);
     const inflPos = h.cb.get(C.INFL_POS);
+    const reclaimed = this.reclaimBuffers(h, gen, inflRing, inflPos);
+
+    // The record it died on: poison after repeated crashes on it.
     const key = inflRing >= 0 ? recordKey(inflRing, inflPos) : null;
     const progressed = h.cb.get(C.PROGRESS) !== h.progressAtStart;
     // (Progress on other records does not clear a suspect: the tracker compares record keys.)
@@ -408,6 +405,36 @@ export class Supervisor extends EventEmitter {
     h.state = 'serving';
     h.threadId = h.cb.get(C.THREAD_ID);
     for (const w of h.servingWaiters.splice(0)) w();
+  }
+
+  /**
+   * The buffers a dead incarnation owned: those still referenced by records it published (in its output
+   * rings, not yet claimed by their receivers) and by the input record it died on (to be handled again)
+   * move to the server's transit owner, where the receiver or the next incarnation claims them; all the
+   * others (its private queues, its empty receive buffers) are freed. Nothing leaks, nothing in a ring
+   * is lost, nothing is freed twice (every move is a CAS from the dead owner).
+   */
+  private reclaimBuffers(h: Host, gen: number, inflRing: number, inflPos: number): number {
+    const pools = this.mem.pools;
+    let input = 0;
+    for (const name of h.names) {
+      const id = ENDPOINT_ID[name];
+      const dead = makeOwner(id, gen & 0xffff || 1);
+      const transit = makeOwner(id, 0);
+      const keep = (tag: number, bytes: Uint8Array, off: number, len: number): void => {
+        if ((tag & CARRIES_BUFFER) === 0 || len < DESC_EPOCH + 4) return;
+        const dv = new DataView(bytes.buffer, bytes.byteOffset + off, len);
+        const buf = dv.getInt32(DESC_BUF, true);
+        if (buf >= 0 && pools.epochOf(buf) === dv.getInt32(DESC_EPOCH, true)) pools.transfer(buf, dead, transit);
+      };
+      for (const to of this.mem.outputsOf(name)) scanRing(this.mem.ring(name, to), keep);
+      for (const from of this.mem.inputsOf(name)) {
+        if (input++ === inflRing) scanRing(this.mem.ring(from, name), keep, inflPos, 1);
+      }
+    }
+    let reclaimed = 0;
+    for (const name of h.names) reclaimed += pools.reclaim(makeOwner(ENDPOINT_ID[name], gen & 0xffff || 1));
+    return reclaimed;
   }
 
   /** Sample every host: notice new incarnations serving, and judge hangs. */
