@@ -12,6 +12,8 @@ import type { Clock } from '../shared-rings/clock.js';
 import type { Pools } from '../shared-rings/pools.js';
 import type { StackConfig } from '../servers/runtime/stack-memory.js';
 import type { ShimHost } from './shim-host.js';
+import { resolveNetwork, type NetworkOptions } from './stack-config.js';
+import type { TapDevice } from '../servers/driver/tap-device.js';
 import { checksum } from '../servers/wire/checksum.js';
 import { HDR_DST_GEN, HDR_SRC_GEN, MSG, PROBE } from '../servers/runtime/messages.js';
 import { createStackMemory, StackMemory, type StackMemoryOptions } from '../servers/runtime/stack-memory.js';
@@ -21,7 +23,7 @@ import { ENDPOINT_ID, SERVER_NAMES, type Endpoint, type ServerName } from '../se
 /** The shim's generation in the records it writes (it is never restarted). */
 export const SHIM_GEN = 1;
 
-export interface StackOptions extends StackMemoryOptions, SupervisorOptions {}
+export interface StackOptions extends Omit<StackMemoryOptions, 'config'>, SupervisorOptions, NetworkOptions {}
 
 /** Routes that make a probe visit a server and come back to the shim. */
 export const PROBE_ROUTES: Readonly<Record<ServerName, readonly Endpoint[]>> = {
@@ -50,6 +52,8 @@ interface PendingProbe {
 export class Stack extends EventEmitter implements ShimHost {
   readonly memory: StackMemory;
   readonly supervisor: Supervisor;
+  /** A TAP device this stack opened (closed with the stack). */
+  private readonly tap: TapDevice | null;
   private readonly out_ = new Map<Endpoint, RingProducer>();
   private readonly inputs: { from: Endpoint; ring: RingConsumer }[] = [];
   private readonly bell: Doorbell;
@@ -61,11 +65,15 @@ export class Stack extends EventEmitter implements ShimHost {
   readonly owner = makeOwner(ENDPOINT_ID.shim, SHIM_GEN);
   private readonly handlers = new Map<number, (from: Endpoint, ring: RingConsumer) => void>();
   /** Probe outcomes (all time). */
-  readonly probeStats = { sent: 0, returned: 0, corrupted: 0, timedOut: 0, duplicates: 0, poolExhausted: 0 };
+  readonly probeStats = { sent: 0, returned: 0, corrupted: 0, timedOut: 0, late: 0, duplicates: 0, poolExhausted: 0 };
+  /** Probes given up on (timed out) whose buffers are still out: freed if they come back. */
+  private readonly late = new Set<number>();
 
   constructor(opts: StackOptions = {}) {
     super();
-    this.memory = new StackMemory(createStackMemory(opts));
+    const net = resolveNetwork(opts);
+    this.tap = net.tap;
+    this.memory = new StackMemory(createStackMemory({ ...opts, config: net.config }));
     this.supervisor = new Supervisor(this.memory, opts);
     for (const ev of ['death', 'recovered', 'hang', 'suspect', 'poison', 'crash-loop', 'warning']) {
       this.supervisor.on(ev, (e) => this.emit(ev, e));
@@ -129,10 +137,17 @@ export class Stack extends EventEmitter implements ShimHost {
 
   claim(buf: number, epoch: number, from: Endpoint, srcGen: number): boolean {
     const pools = this.memory.pools;
-    if (pools.epochOf(buf) !== epoch) return false;
     const id = ENDPOINT_ID[from];
-    // From the incarnation that sent it, or from the sender's transit owner if it has died since.
-    return pools.transfer(buf, makeOwner(id, srcGen & 0xffff || 1), this.owner) || pools.transfer(buf, makeOwner(id, 0), this.owner);
+    // Take it from the incarnation that sent it (or the sender's transit owner if it has died since),
+    // then check the epoch, giving it back if it is not the buffer the record meant.
+    let prev = makeOwner(id, srcGen & 0xffff || 1);
+    if (!pools.transfer(buf, prev, this.owner)) {
+      prev = makeOwner(id, 0);
+      if (!pools.transfer(buf, prev, this.owner)) return false;
+    }
+    if (pools.epochOf(buf) === epoch >>> 0) return true;
+    pools.transfer(buf, this.owner, prev);
+    return false;
   }
 
   private receive(from: Endpoint, ring: RingConsumer): void {
@@ -150,8 +165,14 @@ export class Stack extends EventEmitter implements ShimHost {
     const buf = dv.getInt32(PROBE.BUF, true);
     const pool = this.memory.pools;
     if (!p) {
-      // A probe replayed by a server that crashed after forwarding it: its buffer was claimed already.
-      this.probeStats.duplicates++;
+      // A probe that returns after its caller gave up on it: take its buffer back, count it late.
+      // (A replayed duplicate finds its buffer claimed already: the claim fails, nothing to free.)
+      if (this.late.delete(id) && buf >= 0 && this.claim(buf, dv.getInt32(PROBE.EPOCH, true), from, dv.getInt32(HDR_SRC_GEN, true))) {
+        pool.free(buf, this.owner);
+        this.probeStats.late++;
+      } else {
+        this.probeStats.duplicates++;
+      }
       return;
     }
     let intact = true;
@@ -222,6 +243,7 @@ export class Stack extends EventEmitter implements ShimHost {
       const p: PendingProbe = { server, resolve, reject, buf, sum, timer: null };
       p.timer = setTimeout(() => {
         this.pending.delete(id);
+        this.late.add(id);
         this.probeStats.timedOut++;
         reject(Object.assign(new Error(`probe ${id} through ${server} timed out`), { code: 'ETIMEDOUT' }));
       }, timeoutMs);
@@ -254,8 +276,13 @@ export class Stack extends EventEmitter implements ShimHost {
     this.bell.ring();
     Atomics.notify(this.bell.i32, this.bell.index);
     await this.pumping;
-    for (const p of this.pending.values()) if (p.timer) clearTimeout(p.timer);
+    for (const [id, p] of this.pending) {
+      if (p.timer) clearTimeout(p.timer);
+      p.reject(Object.assign(new Error(`probe ${id} aborted: the stack is closing`), { code: 'ABORT_ERR', name: 'AbortError' }));
+    }
+    this.pending.clear();
     await this.supervisor.stop();
+    this.tap?.close();
   }
 }
 

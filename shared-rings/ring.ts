@@ -180,6 +180,8 @@ export class RingProducer extends RingEnd {
   private pendingPos = -1;
   private pendingNeed = 0;
   private unflushed = 0;
+  /** The write position last published (only this producer writes it). */
+  private publishedPos: number;
   readonly wake: Doorbell;
   readonly spaceBell: Doorbell;
   private readonly spinner: AdaptiveSpinner;
@@ -191,6 +193,7 @@ export class RingProducer extends RingEnd {
   constructor(region: RingRegion, opts: ProducerOptions = {}) {
     super(region);
     this.wpos = Atomics.load(this.header, H_WRITE);
+    this.publishedPos = this.wpos;
     this.readCache = Atomics.load(this.header, H_READ);
     this.wake = opts.wake ?? new Doorbell(this.header, H_DATA_BELL);
     this.spaceBell = new Doorbell(this.header, H_SPACE_BELL);
@@ -259,6 +262,24 @@ export class RingProducer extends RingEnd {
     this.unflushed++;
   }
 
+  /** The local write position, to rewind() to: everything committed after it can still be undone. */
+  mark(): number {
+    return this.wpos;
+  }
+
+  /**
+   * Undo every record committed since mark() (they were never published: call it only if no flush()
+   * happened in between). A host uses it when a handler refuses a record after writing outputs, so the
+   * retry does not send them twice.
+   */
+  rewind(mark: number): void {
+    this.pendingPos = -1;
+    this.pendingNeed = 0;
+    if (mark === this.wpos) return;
+    this.wpos = mark;
+    this.unflushed = mark === this.publishedPos ? 0 : Math.max(1, this.unflushed);
+  }
+
   /** Forget a reserved record (a padding marker it wrote stays, harmlessly). */
   abort(): void {
     this.pendingPos = -1;
@@ -300,6 +321,7 @@ export class RingProducer extends RingEnd {
   flush(): void {
     if (this.unflushed === 0) return;
     Atomics.store(this.header, H_WRITE, this.wpos);
+    this.publishedPos = this.wpos;
     this.records += this.unflushed;
     this.unflushed = 0;
     this.flushes++;

@@ -14,6 +14,7 @@ export class AdaptiveSpinner {
   readonly max: number;
   hits = 0;
   misses = 0;
+  private idle = 0;
 
   constructor(max: number) {
     if (!Number.isInteger(max) || max < 0) {
@@ -32,11 +33,14 @@ export class AdaptiveSpinner {
 
   /** Spin on `check` for the current budget; true if it succeeded (and the budget grows). */
   spin(check: () => boolean): boolean {
-    const n = this.budget;
+    // A budget that fell to 0 would never learn that spinning pays again: every 64th wait probes with
+    // a small one.
+    let n = this.budget;
+    if (n === 0 && this.max > 0 && (++this.idle & 63) === 0) n = 16;
     for (let i = 0; i < n; i++) {
       if (check()) {
         this.hits++;
-        this.budget = Math.min(this.max, this.budget * 2 + 8);
+        this.budget = Math.min(this.max, n * 2 + 8);
         return true;
       }
     }

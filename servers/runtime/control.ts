@@ -20,6 +20,7 @@
  *   CRASH_GEN   the incarnation that wrote the crash record (so a dying predecessor's late words are
  *               never taken for its successor's)
  *   SERVING     Float64 at word SERVING (8-aligned): central-clock us when this incarnation began serving
+ *   CRASH_SEQ   bumped (and notified) after every crash record: the supervisor waits on it
  * Then a text area of TEXT_BYTES for the crash reason and stack.
  */
 export const C = Object.freeze({
@@ -39,10 +40,13 @@ export const C = Object.freeze({
   THREAD_ID: 14,
   CRASH_GEN: 15,
   SERVING: 16,
+  CRASH_SEQ: 18,
 });
 export const HostState = Object.freeze({ IDLE: 0, BUSY: 1, PARKED: 2, STOPPED: 3 });
 export const FAULT = Object.freeze({ NONE: 0, CRASH: 1, EXIT: 2, HANG: 3 });
 export const CRASH = Object.freeze({ NONE: 0, THROW: 1, REJECTION: 2, EXIT: 3 });
+/** Exit code of a host thread that ends because a server crashed (after recording why). */
+export const EXIT_CRASH = 70;
 
 const WORDS = 32;
 const TEXT_BYTES = 4096;
@@ -53,9 +57,9 @@ export const CONTROL_BYTES = WORDS * 4 + TEXT_BYTES;
  * parks on its slot's STATE word; the supervisor activates it by writing the generation (and the record
  * to replay) and setting STATE to ACTIVATED. Recovery is then a wake-up, not a task dispatch.
  *   [0] STATE  EMPTY 0 (no standby task running) / WAITING 1 / ACTIVATED 2 / CANCELLED 3
- *   [1] GEN    generation to run as        [2] REPLAY_RING  [3] REPLAY_POS (input index -1: none)
+ *   [1] GEN    generation to run as
  */
-export const SLOT = Object.freeze({ STATE: 0, GEN: 1, REPLAY_RING: 2, REPLAY_POS: 3, WORDS: 4 });
+export const SLOT = Object.freeze({ STATE: 0, GEN: 1, WORDS: 4 });
 export const SlotState = Object.freeze({ EMPTY: 0, WAITING: 1, ACTIVATED: 2, CANCELLED: 3 });
 export const MAX_SLOTS = 4;
 export const SLOTS_BYTES = MAX_SLOTS * SLOT.WORDS * 4;
@@ -94,7 +98,8 @@ export class ControlBlock {
     const enc = new TextEncoder().encodeInto(text, this.text);
     Atomics.store(this.i32, C.CRASH_LEN, enc.written ?? 0);
     Atomics.store(this.i32, C.CRASH_KIND, kind);
-    Atomics.notify(this.i32, C.CRASH_KIND);
+    Atomics.add(this.i32, C.CRASH_SEQ, 1);
+    Atomics.notify(this.i32, C.CRASH_SEQ);
   }
 
   readCrash(): { kind: number; text: string; gen: number } {

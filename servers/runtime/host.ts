@@ -19,13 +19,13 @@
  * block, then the thread exits so the next incarnation gets a fresh isolate (the supervisor re-runs the
  * task on the warm standby thread).
  */
-import { threadId } from 'node:worker_threads';
+import { isMainThread, threadId } from 'node:worker_threads';
 import { makeOwner } from '../../shared-rings/pool.js';
 import { RingConsumer, RingProducer } from '../../shared-rings/ring.js';
 import { checksum } from '../wire/checksum.js';
-import { C, CRASH, FAULT, HostState, SLOT, SlotState, type ControlBlock } from './control.js';
+import { C, CRASH, EXIT_CRASH, FAULT, HostState, SLOT, SlotState, type ControlBlock } from './control.js';
 import { K, type Counters } from './counters.js';
-import { HDR_DST_GEN, HDR_SRC_GEN, MSG, PROBE } from './messages.js';
+import { CARRIES_BUFFER, DESC_BUF, DESC_EPOCH, HDR_DST_GEN, HDR_SRC_GEN, MSG, PROBE } from './messages.js';
 import type { ServerContext, ServerModule } from './server.js';
 import { createStackMemory, StackMemory, type StackMemoryInit } from './stack-memory.js';
 import { ENDPOINT_BY_ID, ENDPOINT_ID, type Endpoint, type ServerName } from './topology.js';
@@ -40,8 +40,6 @@ export interface HostTask {
 
 export type HostResult = { stopped: true } | { cancelled: true };
 
-/** Exit code of a host thread that ends because a handler threw (after recording why). */
-export const EXIT_CRASH = 70;
 
 interface Input {
   ring: RingConsumer;
@@ -51,6 +49,11 @@ interface Input {
   index: number;
   /** Position of a record offered before and refused for backpressure: offered again, it is a retry. */
   retryPos: number;
+  /**
+   * The ring's read position when this incarnation attached: only that record can have been partly
+   * handled by a predecessor (any number of them, if several died in a row), so only it is a replay.
+   */
+  head: number;
 }
 
 const BEAT_EVERY = 32;
@@ -60,6 +63,8 @@ const SOFT_RESTARTS_PER_THREAD = 8;
 const BACKPRESSURE_PARK_MS = 1;
 
 let control: ControlBlock | undefined;
+/** The running incarnation's drop helper (dispatch uses it for records it drops). */
+let dropRecordBuffer: (input: Input) => void = () => {};
 let myGen = 0;
 let crashRecorded = false;
 
@@ -82,13 +87,16 @@ function die(kind: number, err: unknown): never {
 }
 
 // Crashes outside the loop's try/catch (asynchronous code in a server) end the incarnation the same way.
-process.on('uncaughtException', (err) => die(CRASH.THROW, err));
-process.on('unhandledRejection', (err) => die(CRASH.REJECTION, err));
-// process.exit() called by server code: record it (unless a crash was already recorded) so the
-// supervisor learns of it at once rather than when the thread's exit event arrives.
-process.on('exit', (code) => {
-  if (control && control.get(C.STATE) !== HostState.STOPPED) recordCrash(CRASH.EXIT, `process.exit(${code}) in a server's worker`);
-});
+// Only on a server's own thread: importing this module elsewhere must not touch the process's handlers.
+if (!isMainThread) {
+  process.on('uncaughtException', (err) => die(CRASH.THROW, err));
+  process.on('unhandledRejection', (err) => die(CRASH.REJECTION, err));
+  // process.exit() called by server code: record it (unless a crash was already recorded) so the
+  // supervisor learns of it at once rather than when the thread's exit event arrives.
+  process.on('exit', (code) => {
+    if (control && control.get(C.STATE) !== HostState.STOPPED) recordCrash(CRASH.EXIT, `process.exit(${code}) in a server's worker`);
+  });
+}
 
 class InjectedCrash extends Error {
   constructor() {
@@ -115,10 +123,8 @@ export default function hostTask(task: HostTask): HostResult {
       if (st === SlotState.CANCELLED) return { cancelled: true };
       Atomics.wait(slots, base + SLOT.STATE, st, 1000);
     }
-    const replayRing = Atomics.load(slots, base + SLOT.REPLAY_RING);
-    const replay = replayRing >= 0 ? { ring: replayRing, pos: Atomics.load(slots, base + SLOT.REPLAY_POS) } : null;
     const gen = Atomics.load(slots, base + SLOT.GEN);
-    if (runHost(mem, task.host, gen, replay) === 'stopped') return { stopped: true };
+    if (runHost(mem, task.host, gen) === 'stopped') return { stopped: true };
     // A handler threw. The servers' state lives in shared memory and the next incarnation gets fresh
     // server contexts, so this thread can serve again at once as a standby (a restart in ~0.1 ms
     // instead of a thread start). Every few soft restarts the thread exits anyway, so that nothing a
@@ -133,14 +139,18 @@ export default function hostTask(task: HostTask): HostResult {
  * activation then costs a wake-up and ring attachment, not lazy compilation. Nothing shared is touched.
  */
 function rehearse(hosts: ServerName[][], host: number): void {
-  const mem = new StackMemory(createStackMemory({ placement: hosts, ringCapacity: 1024, poolBuffers: 8, poolBufferSize: 256 }));
-  mem.control(host).set(C.STOP, 1);
-  for (let i = 0; i < 3; i++) runHost(mem, host, 1, null);
+  try {
+    const mem = new StackMemory(createStackMemory({ placement: hosts, ringCapacity: 1024, poolBuffers: 8, poolBufferSize: 256, bigBuffers: 2, bigBufferSize: 4096 }));
+    mem.control(host).set(C.STOP, 1);
+    for (let i = 0; i < 3; i++) runHost(mem, host, 1);
+  } catch {
+    // Best effort: a standby that could not rehearse is merely slower on its first activation.
+  }
   control = undefined;
 }
 
 /** Run the host's servers as incarnation `generation` until told to stop. */
-function runHost(mem: StackMemory, host: number, generation: number, replay: { ring: number; pos: number } | null): 'stopped' | 'crashed' {
+function runHost(mem: StackMemory, host: number, generation: number): 'stopped' | 'crashed' {
   const cb = mem.control(host);
   control = cb;
   myGen = generation;
@@ -178,15 +188,25 @@ function runHost(mem: StackMemory, host: number, generation: number, replay: { r
       config: mem.init.config,
       state: mem.init.state[name],
       claim(buf: number, epoch: number): boolean {
-        if (pools.epochOf(buf) !== epoch) return false;
+        const e = epoch >>> 0;
         const sender = ENDPOINT_ID[current.from];
         const owner = makeOwner(id, gen & 0xffff || 1);
-        if (pools.transfer(buf, makeOwner(sender, current.srcGen & 0xffff || 1), owner)) return true;
-        if (pools.transfer(buf, makeOwner(sender, 0), owner)) return true; // the sender died since
-        if (!replaying) return false;
-        // Re-handling a record: our predecessor's claim was moved to our transit owner when it died;
-        // or we claimed it ourselves before refusing the record for backpressure.
-        return pools.transfer(buf, transitOwner, owner) || pools.ownerOf(buf) === owner;
+        // Take it first, then check it is the buffer the record meant (its epoch): checking first would
+        // let a stale record steal a buffer reallocated in between. The sender holds it, or its transit
+        // owner does (the sender died since), or, when re-handling a record, our predecessor's claim was
+        // moved to our transit owner, or we hold it already (refused earlier for backpressure).
+        let from = makeOwner(sender, current.srcGen & 0xffff || 1);
+        if (!pools.transfer(buf, from, owner)) {
+          from = makeOwner(sender, 0);
+          if (!pools.transfer(buf, from, owner)) {
+            if (!replaying) return false;
+            from = transitOwner;
+            if (!pools.transfer(buf, from, owner)) return pools.ownerOf(buf) === owner && pools.epochOf(buf) === e;
+          }
+        }
+        if (pools.epochOf(buf) === e) return true;
+        pools.transfer(buf, owner, from);
+        return false;
       },
     };
     contexts.push(ctx);
@@ -194,22 +214,48 @@ function runHost(mem: StackMemory, host: number, generation: number, replay: { r
     const server = SERVER_MODULES[name];
     for (const from of mem.inputsOf(name)) {
       const ring = new RingConsumer(mem.ring(from, name), { generation: gen, doorbell });
-      inputs.push({ ring, from, server, ctx, index: inputs.length, retryPos: NaN });
+      inputs.push({ ring, from, server, ctx, index: inputs.length, retryPos: NaN, head: ring.position });
     }
   }
-
-  for (let i = 0; i < names.length; i++) SERVER_MODULES[names[i]].start(contexts[i]);
 
   cb.set(C.THREAD_ID, threadId);
   cb.set(C.STATE, HostState.BUSY);
   cb.servingSinceUs = clock.nowUs();
   Atomics.add(cb.i32, C.BEAT, 1);
 
+  /** Free the buffer a record being dropped carries (so a drop never leaks one). */
+  const dropBuffer = (input: Input): void => {
+    const ring = input.ring;
+    if ((ring.tag & CARRIES_BUFFER) === 0 || ring.length < DESC_EPOCH + 4) return;
+    const buf = readI32(ring.bytes, ring.offset + DESC_BUF);
+    if (buf >= 0 && input.ctx.claim(buf, readI32(ring.bytes, ring.offset + DESC_EPOCH))) pools.free(buf, input.ctx.owner);
+  };
+  dropRecordBuffer = dropBuffer;
+  /**
+   * Safety net after a handler accepted a record: a buffer it carries must have been claimed (and then
+   * kept, forwarded or freed). One still held by the sender was ignored by the handler: claim and free
+   * it, counted, rather than leak it.
+   */
+  const reapUnclaimed = (input: Input): void => {
+    const ring = input.ring;
+    if ((ring.tag & CARRIES_BUFFER) === 0 || ring.length < DESC_EPOCH + 4) return;
+    const buf = readI32(ring.bytes, ring.offset + DESC_BUF);
+    if (buf < 0) return;
+    const o = pools.ownerOf(buf);
+    const sender = ENDPOINT_ID[current.from];
+    if (o !== makeOwner(sender, current.srcGen & 0xffff || 1) && o !== makeOwner(sender, 0)) return;
+    if (input.ctx.claim(buf, readI32(ring.bytes, ring.offset + DESC_EPOCH))) {
+      pools.free(buf, input.ctx.owner);
+      input.ctx.counters.add(K.unknownDropped);
+    }
+  };
   let inFlight: Input | null = null;
   /** The record being handled: who sent it, as which incarnation (claim() needs both). */
   const current = { from: 'sup' as Endpoint, srcGen: 0 };
   let replaying = false;
+  const marks = new Int32Array(outputs.length);
   try {
+    for (let i = 0; i < names.length; i++) SERVER_MODULES[names[i]].start(contexts[i]);
     for (;;) {
       Atomics.add(cb.i32, C.BEAT, 1);
       if (Atomics.load(cb.i32, C.STOP) !== 0) break;
@@ -226,10 +272,16 @@ function runHost(mem: StackMemory, host: number, generation: number, replay: { r
             Atomics.load(cb.i32, C.SKIP_RING) === input.index &&
             Atomics.load(cb.i32, C.SKIP_POS) === ring.position
           ) {
-            // The supervisor found this record crashes the server every time: drop it, once.
-            Atomics.store(cb.i32, C.SKIP_RING, -1);
+            // The supervisor found this record crashes the server every time: drop it, once (commit
+            // before forgetting the skip, so a death in between cannot bring it round again).
+            current.from = input.from;
+            current.srcGen = ring.length >= 8 ? readI32(ring.bytes, ring.offset + HDR_SRC_GEN) : 0;
+            replaying = true;
+            dropBuffer(input);
+            replaying = false;
             input.ctx.counters.add(K.poisonDropped);
             ring.commit();
+            Atomics.store(cb.i32, C.SKIP_RING, -1);
             continue;
           }
           Atomics.store(cb.i32, C.INFL_POS, ring.position);
@@ -239,15 +291,18 @@ function runHost(mem: StackMemory, host: number, generation: number, replay: { r
           current.srcGen = ring.length >= 8 ? readI32(ring.bytes, ring.offset + HDR_SRC_GEN) : 0;
           // Claims of buffers this server already holds are legitimate when re-handling the record our
           // predecessor died on, or a record we refused earlier for backpressure.
-          replaying =
-            (replay !== null && replay.ring === input.index && replay.pos === ring.position) || input.retryPos === ring.position;
+          replaying = ring.position === input.head || input.retryPos === ring.position;
+          for (let o = 0; o < outputs.length; o++) marks[o] = outputs[o].mark();
           if (!dispatch(input, gen)) {
+            // Refused: undo whatever it wrote to its outputs, or the retry would send it twice.
+            for (let o = 0; o < outputs.length; o++) outputs[o].rewind(marks[o]);
             input.ctx.counters.add(K.backpressure);
             input.retryPos = ring.position;
             blocked = true;
             break;
           }
           input.retryPos = NaN;
+          reapUnclaimed(input);
           // Publish this record's effects before letting go of it: a crash after this point leaves
           // nothing unpublished, a crash before it replays the record (see claim()).
           for (let o = 0; o < outputs.length; o++) outputs[o].flush();
@@ -330,6 +385,7 @@ function dispatch(input: Input, gen: number): boolean {
     const dstGen = readI32(bytes, off + HDR_DST_GEN);
     if (dstGen !== 0 && dstGen !== gen) {
       ctx.counters.add(K.staleDropped);
+      dropRecordBuffer(input);
       return true;
     }
   }
@@ -361,18 +417,21 @@ function forwardProbe(input: Input, gen: number): boolean {
   const off = ring.offset;
   if (ring.length < PROBE.BYTES) {
     ctx.counters.add(K.unknownDropped);
+    dropRecordBuffer(input);
     return true;
   }
   const hop = b[off + PROBE.HOP] + 1;
   const routeLen = b[off + PROBE.ROUTE_LEN];
   if (hop >= routeLen || routeLen > PROBE.MAX_ROUTE) {
     ctx.counters.add(K.unknownDropped);
+    dropRecordBuffer(input);
     return true;
   }
   const next = ENDPOINT_BY_ID[b[off + PROBE.ROUTE + hop]];
   const out = next === undefined ? undefined : ctx.out.get(next);
   if (out === undefined) {
     ctx.counters.add(K.unknownDropped);
+    dropRecordBuffer(input);
     return true;
   }
   const dst = out.reserve(PROBE.BYTES, MSG.PROBE);

@@ -24,9 +24,9 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { makeOwner } from '../../shared-rings/pool.js';
 import { RingProducer, scanRing } from '../../shared-rings/ring.js';
-import { C, CRASH, FAULT, HostState, SLOT, SlotState, type ControlBlock } from './control.js';
+import { C, CRASH, EXIT_CRASH, FAULT, HostState, SLOT, SlotState, type ControlBlock } from './control.js';
 import { HangMonitor, type HangMonitorOptions } from './failure-detector.js';
-import { EXIT_CRASH, type HostTask } from './host.js';
+import type { HostTask } from './host.js';
 import { CARRIES_BUFFER, DESC_BUF, DESC_EPOCH, MSG, POISON_BYTES } from './messages.js';
 import { PoisonTracker, recordKey } from './poison.js';
 import { RestartPolicy, type RestartPolicyOptions } from './backoff.js';
@@ -77,6 +77,8 @@ interface Slot {
   /** The generation this slot's task was activated as (0: standby). */
   gen: number;
   abort: AbortController | null;
+  /** Resolves when the slot's thread has exited (set when it is killed for hanging). */
+  exiting: Promise<void> | null;
 }
 
 interface Host {
@@ -108,6 +110,8 @@ interface Host {
   threadId: number;
   restartTimer: NodeJS.Timeout | null;
   servingWaiters: (() => void)[];
+  /** Faults injected while the host was not serving, applied when it serves again. */
+  pendingFaults: { server: ServerName; kind: FaultKind }[];
 }
 
 /**
@@ -116,6 +120,9 @@ interface Host {
  * standby would leave the second retry waiting for a cold start.
  */
 const THREADS_PER_HOST = 3;
+
+/** An incarnation not serving this long after activation is declared hung. */
+const START_TIMEOUT_US = 2_000_000;
 
 /** An incarnation that served this long before dying was not crash looping. */
 const HEALTHY_UPTIME_US = 100_000;
@@ -157,7 +164,7 @@ export class Supervisor extends EventEmitter {
       }),
       cb: mem.control(index),
       gen: 0,
-      slots: Array.from({ length: THREADS_PER_HOST }, (_, i) => ({ index: i, busy: false, gen: 0, abort: null })),
+      slots: Array.from({ length: THREADS_PER_HOST }, (_, i) => ({ index: i, busy: false, gen: 0, abort: null, exiting: null })),
       slotWords: mem.slots(index),
       active: null,
       state: 'starting',
@@ -178,6 +185,7 @@ export class Supervisor extends EventEmitter {
       threadId: -1,
       restartTimer: null,
       servingWaiters: [],
+      pendingFaults: [],
     }));
     for (const h of this.hosts) {
       // A pool 'error' would otherwise kill the process; deaths are handled through task rejections.
@@ -193,7 +201,7 @@ export class Supervisor extends EventEmitter {
   async start(): Promise<void> {
     for (const h of this.hosts) {
       this.refill(h);
-      this.launch(h, null);
+      this.launch(h);
     }
     this.lastSampleUs = this.mem.clock.nowUs();
     this.sampler = setInterval(() => this.sample(), this.sampleMs);
@@ -249,21 +257,30 @@ export class Supervisor extends EventEmitter {
 
   /** A standby task ended: if it was the running incarnation, that is a death; either way, refill. */
   private onSlotEnd(h: Host, slot: Slot, err: unknown): void {
-    slot.busy = false;
     const gen = slot.gen;
-    slot.gen = 0;
-    if (gen !== 0 && gen === h.gen) {
-      if (err === null) h.state = 'stopped';
-      else this.onDeath(h, gen, err);
-    }
-    this.refill(h);
+    const finish = (): void => {
+      slot.busy = false;
+      slot.gen = 0;
+      if (gen !== 0 && gen === h.gen) {
+        if (err === null) h.state = 'stopped';
+        else this.onDeath(h, gen, err);
+      }
+      this.refill(h);
+    };
+    // A thread killed for hanging: piscina rejects the task before the thread has actually stopped. The
+    // next incarnation must not start while the old one might still touch the rings (a false alarm),
+    // so wait for the thread's exit (terminate() takes a few ms).
+    const exiting = slot.exiting;
+    slot.exiting = null;
+    if (exiting) void exiting.then(finish);
+    else finish();
   }
 
   /**
    * Start the next incarnation: activate a warm standby (a shared-memory wake-up). If none is waiting
    * yet (several deaths in a row outran thread replacement), wait for the first one to park.
    */
-  private launch(h: Host, replay: { ring: number; pos: number } | null): void {
+  private launch(h: Host): void {
     if (this.stopping || h.launching) return;
     const words = h.slotWords;
     if (process.env.KEEPNET_DEBUG_SLOTS) console.error('launch', h.index, h.slots.map((s) => `${s.index}:${s.busy ? 'b' : '-'}${Atomics.load(words, s.index * SLOT.WORDS)}g${s.gen}`).join(' '));
@@ -281,7 +298,7 @@ export class Supervisor extends EventEmitter {
       }
       void Promise.race(waits).then(() => {
         h.launching = false;
-        this.launch(h, replay);
+        this.launch(h);
       });
       return;
     }
@@ -298,27 +315,27 @@ export class Supervisor extends EventEmitter {
     this.watchForDeath(h, gen);
     const base = slot.index * SLOT.WORDS;
     Atomics.store(words, base + SLOT.GEN, gen);
-    Atomics.store(words, base + SLOT.REPLAY_RING, replay ? replay.ring : -1);
-    Atomics.store(words, base + SLOT.REPLAY_POS, replay ? replay.pos : 0);
     Atomics.store(words, base + SLOT.STATE, SlotState.ACTIVATED);
     Atomics.notify(words, base + SLOT.STATE);
   }
 
   /**
-   * A dying host writes why into its control block and notifies CRASH_KIND before it exits; waiting on
+   * A dying host writes why into its control block and bumps CRASH_SEQ before it exits; waiting on
    * that word gives the verdict at once, without waiting for the thread's teardown and exit event
    * (the task's rejection, which comes later, then finds the generation moved on and is ignored).
    * Deaths that write nothing (a thread killed from outside) still arrive through the rejection.
    */
-  private watchForDeath(h: Host, gen: number): void {
-    const w = Atomics.waitAsync(h.cb.i32, C.CRASH_KIND, CRASH.NONE);
+  private watchForDeath(h: Host, gen: number, seq = h.cb.get(C.CRASH_SEQ)): void {
+    const w = Atomics.waitAsync(h.cb.i32, C.CRASH_SEQ, seq);
     const check = (): void => {
       if (h.gen !== gen || this.stopping) return;
+      const now = h.cb.get(C.CRASH_SEQ);
       if (h.cb.get(C.CRASH_KIND) !== CRASH.NONE && h.cb.get(C.CRASH_GEN) === gen) this.onDeath(h, gen, null);
-      else this.watchForDeath(h, gen);
+      // A late record from a predecessor (not ours): wait for the next one, never re-enter at once.
+      else this.watchForDeath(h, gen, now);
     };
     if (w.async) void w.value.then(check);
-    else check();
+    else setImmediate(check);
   }
 
   /** The verdict on a dead incarnation: record why, reclaim, decide about poison, restart. */
@@ -353,7 +370,7 @@ export class Supervisor extends EventEmitter {
 
     const inflRing = h.cb.get(C.INFL_RING);
     const inflPos = h.cb.get(C.INFL_POS);
-    const reclaimed = this.reclaimBuffers(h, gen, inflRing, inflPos);
+    const reclaimed = this.reclaimBuffers(h, gen);
 
     // The record it died on: poison after repeated crashes on it.
     const key = inflRing >= 0 ? recordKey(inflRing, inflPos) : null;
@@ -376,19 +393,18 @@ export class Supervisor extends EventEmitter {
 
     if (decision.crashLooping) this.emit('crash-loop', { servers: h.names, streak: decision.streak, delayUs: decision.delayUs });
 
-    const replay = inflRing >= 0 ? { ring: inflRing, pos: inflPos } : null;
     if (decision.delayUs > 0) {
       h.state = 'backoff';
       h.restartTimer = setTimeout(() => {
         h.restartTimer = null;
         if (!this.stopping) {
           h.state = 'recovering';
-          this.launch(h, replay);
+          this.launch(h);
         }
       }, decision.delayUs / 1000);
     } else {
       h.state = 'recovering';
-      this.launch(h, replay);
+      this.launch(h);
     }
   }
 
@@ -405,18 +421,19 @@ export class Supervisor extends EventEmitter {
     h.state = 'serving';
     h.threadId = h.cb.get(C.THREAD_ID);
     for (const w of h.servingWaiters.splice(0)) w();
+    const pending = h.pendingFaults.shift();
+    if (pending) this.applyFault(h, pending.server, pending.kind);
   }
 
   /**
    * The buffers a dead incarnation owned: those still referenced by records it published (in its output
-   * rings, not yet claimed by their receivers) and by the input record it died on (to be handled again)
-   * move to the server's transit owner, where the receiver or the next incarnation claims them; all the
+   * rings, not yet claimed by their receivers) and by the head records of its input rings (to be
+   * handled again) move to the server's transit owner, where the receiver or the next incarnation claims them; all the
    * others (its private queues, its empty receive buffers) are freed. Nothing leaks, nothing in a ring
    * is lost, nothing is freed twice (every move is a CAS from the dead owner).
    */
-  private reclaimBuffers(h: Host, gen: number, inflRing: number, inflPos: number): number {
+  private reclaimBuffers(h: Host, gen: number): number {
     const pools = this.mem.pools;
-    let input = 0;
     for (const name of h.names) {
       const id = ENDPOINT_ID[name];
       const dead = makeOwner(id, gen & 0xffff || 1);
@@ -425,16 +442,36 @@ export class Supervisor extends EventEmitter {
         if ((tag & CARRIES_BUFFER) === 0 || len < DESC_EPOCH + 4) return;
         const dv = new DataView(bytes.buffer, bytes.byteOffset + off, len);
         const buf = dv.getInt32(DESC_BUF, true);
-        if (buf >= 0 && pools.epochOf(buf) === dv.getInt32(DESC_EPOCH, true)) pools.transfer(buf, dead, transit);
+        if (buf >= 0 && pools.epochOf(buf) === dv.getInt32(DESC_EPOCH, true) >>> 0) pools.transfer(buf, dead, transit);
       };
       for (const to of this.mem.outputsOf(name)) scanRing(this.mem.ring(name, to), keep);
-      for (const from of this.mem.inputsOf(name)) {
-        if (input++ === inflRing) scanRing(this.mem.ring(from, name), keep, inflPos, 1);
-      }
+      // The head record of every input ring: the only ones it (or a predecessor) may have claimed a
+      // buffer for without committing the record; the next incarnation handles them again.
+      for (const from of this.mem.inputsOf(name)) scanRing(this.mem.ring(from, name), keep, undefined, 1);
     }
     let reclaimed = 0;
     for (const name of h.names) reclaimed += pools.reclaim(makeOwner(ENDPOINT_ID[name], gen & 0xffff || 1));
     return reclaimed;
+  }
+
+  /** The verdict "hung": terminate the thread (via its task's abort signal), and note when it is gone. */
+  private killHung(h: Host, s: { phi: number; silenceUs: number }): void {
+    h.hangVerdict = true;
+    this.emit('hang', { servers: h.names, phi: s.phi, silenceMs: s.silenceUs / 1000 });
+    const slot = h.active;
+    if (!slot) return;
+    const tid = h.cb.get(C.THREAD_ID);
+    const worker = h.pool.threads.find((w) => w.threadId === tid);
+    if (worker) {
+      slot.exiting = new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 2000);
+        worker.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    slot.abort?.abort();
   }
 
   /** Sample every host: notice new incarnations serving, and judge hangs. */
@@ -446,15 +483,17 @@ export class Supervisor extends EventEmitter {
       const state = h.cb.get(C.STATE);
       if (h.state === 'starting' || h.state === 'recovering') {
         if (h.gen !== h.deadGen) this.noteServing(h, h.gen);
+        // An incarnation that never begins serving (a start() that hangs) is a hang too.
+        if ((h.state as string) !== 'serving' && h.active && h.active.gen === h.gen && h.gen !== h.deadGen && !h.hangVerdict && now - h.startedAtUs > START_TIMEOUT_US) {
+          this.killHung(h, { phi: Infinity, silenceUs: now - h.startedAtUs });
+        }
         continue;
       }
       if (h.state !== 'serving' || h.hangVerdict) continue;
       if (h.crashLooping && h.policy.onHealthy(now)) h.crashLooping = false;
       const s = h.monitor.sample(now, h.cb.get(C.BEAT), state, lagUs);
       if (s.verdict === 'hung') {
-        h.hangVerdict = true;
-        this.emit('hang', { servers: h.names, phi: s.phi, silenceMs: s.silenceUs / 1000 });
-        h.active?.abort?.abort();
+        this.killHung(h, s);
       } else if (s.verdict === 'suspect') {
         this.emit('suspect', { servers: h.names, phi: s.phi, silenceMs: s.silenceUs / 1000 });
       }
@@ -469,6 +508,16 @@ export class Supervisor extends EventEmitter {
       });
     }
     const h = this.hostOf(server);
+    if (h.state !== 'serving') {
+      // Starting, recovering or backing off: the fault is applied when the next incarnation serves
+      // (injecting into the control block now would be wiped by its reset).
+      h.pendingFaults.push({ server, kind });
+      return;
+    }
+    this.applyFault(h, server, kind);
+  }
+
+  private applyFault(h: Host, server: ServerName, kind: FaultKind): void {
     if (h.injectedAtUs === null) h.injectedAtUs = this.mem.clock.nowUs();
     if (kind === 'poison') {
       this.postControl(server, MSG.POISON, 0);
