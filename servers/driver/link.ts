@@ -1,19 +1,24 @@
 /**
  * servers/driver/link: the one interface the driver server uses for every kind of link (TAP device,
  * shared-memory wire, fault injector, pcap tap, ...). Frames cross it in batches of descriptors, never as
- * objects: a FrameBatch is a set of parallel typed arrays (buffer index, offset, length, flags) over one
- * byte area, normally the data area of the stack's PacketPool. Nothing here allocates per frame.
+ * objects: a FrameBatch is a set of parallel typed arrays (buffer handle, offset, length, flags) over one
+ * BufferSpace: the stack's Pools (shared-rings/pools.ts) or one PacketPool. Nothing here allocates per
+ * frame.
  *
  * ## Contract
  *   receive(into)   Appends frames to `into`, starting at slot `into.count`, up to `into.capacity`.
- *                   Slots [count, capacity) must hold EMPTY buffers the caller owns: buf[i] is the pool
- *                   buffer, off[i] where the frame should start (the caller's headroom); the room of a
- *                   slot is `into.bufferSize - off[i]`. The link writes each frame into a slot, sets
- *                   len[i] and flags[i], and advances `count`. It may permute the (buf, off) pairs of the
- *                   slots in [old count, capacity) but never loses or invents one: afterwards
+ *                   Slots [count, capacity) must hold EMPTY buffers the caller owns: buf[i] is the
+ *                   buffer handle, off[i] where the frame should start (the caller's headroom); the room
+ *                   of a slot is `capacityOf(buf[i]) - off[i]`. The link writes each frame into a slot,
+ *                   sets len[i] and flags[i], and advances `count`. It may permute the (buf, off) pairs
+ *                   of the slots in [old count, capacity) but never loses or invents one: afterwards
  *                   [0, count) are frames and [count, capacity) are still empty caller buffers. Returns
  *                   the number of frames appended (0 when nothing is ready). A frame larger than its slot
- *                   is dropped and counted by the link, never truncated silently.
+ *                   takes the first later slot that fits (FrameBatch.fit: offer a few large buffers among
+ *                   small ones for jumbo frames); if none fits it is dropped and counted (rxTooBig),
+ *                   never truncated silently. A slot with buf[i] < 0 is a HOLE (the pool was exhausted
+ *                   when the driver refilled): links skip holes, and stop, leaving frames queued (not
+ *                   dropped), once no slot from there on holds a buffer.
  *   transmit(frames, start = 0)
  *                   Sends frames [start, frames.count) in order and returns how many it took (from
  *                   `start` on). Fewer than offered means BACKPRESSURE (the link's queue is full): the
@@ -59,23 +64,56 @@ export type LinkWait =
   | { readonly kind: 'fd'; readonly fd: number }
   | { readonly kind: 'none' };
 
-/** A byte area divided into equal buffers: a PacketPool (bytes, stride, bufferSize) fits it. */
-export interface BufferArea {
+/**
+ * Where the buffers named by descriptors live. `Pools` (shared-rings/pools.ts, two sizes behind one
+ * handle space) satisfies it as is; a single PacketPool through `poolSpace(pool)`.
+ */
+export interface BufferSpace {
+  /** The byte array holding buffer `h`. */
+  bytesOf(h: number): Uint8Array;
+  /** Byte offset of buffer `h` in bytesOf(h). */
+  offsetOf(h: number): number;
+  /** Usable bytes of buffer `h`. */
+  capacityOf(h: number): number;
+}
+
+/** The parts of a PacketPool a BufferSpace needs. */
+export interface PoolLike {
   readonly bytes: Uint8Array;
-  readonly stride: number;
   readonly bufferSize: number;
+  offsetOf(idx: number): number;
+}
+
+/** A single PacketPool as a BufferSpace (handles are its buffer indices). */
+export class PoolSpace implements BufferSpace {
+  constructor(readonly pool: PoolLike) {}
+  bytesOf(_h: number): Uint8Array {
+    return this.pool.bytes;
+  }
+  offsetOf(h: number): number {
+    return this.pool.offsetOf(h);
+  }
+  capacityOf(_h: number): number {
+    return this.pool.bufferSize;
+  }
+}
+
+export function poolSpace(pool: PoolLike): BufferSpace {
+  return new PoolSpace(pool);
+}
+
+function isSpace(x: BufferSpace | PoolLike): x is BufferSpace {
+  return typeof (x as BufferSpace).bytesOf === 'function';
 }
 
 /**
- * A batch of frame descriptors over one buffer area. Slot i is the frame
- * `bytes[buf[i] * stride + off[i] .. + len[i])`. Typed arrays, reused across calls.
+ * A batch of frame descriptors over one buffer space. Slot i is the frame
+ * `bytesAt(i)[pos(i) .. pos(i) + len[i])`. Typed arrays, reused across calls.
  */
 export class FrameBatch {
-  readonly bytes: Uint8Array;
-  readonly stride: number;
-  readonly bufferSize: number;
+  readonly space: BufferSpace;
   readonly capacity: number;
-  /** Buffer index (in the pool) per slot. */
+  /** Buffer handle per slot (a PacketPool index, or a Pools handle). */
   readonly buf: Int32Array;
   /** Byte offset of the frame inside its buffer. */
   readonly off: Int32Array;
@@ -86,15 +124,14 @@ export class FrameBatch {
   /** Slots [0, count) hold frames. */
   count = 0;
 
-  constructor(area: BufferArea, capacity: number) {
+  /** Over a BufferSpace (e.g. Pools), or a single PacketPool. */
+  constructor(space: BufferSpace | PoolLike, capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1) {
       throw Object.assign(new RangeError(`batch capacity must be a positive integer, got ${capacity}`), {
         code: 'ERR_OUT_OF_RANGE',
       });
     }
-    this.bytes = area.bytes;
-    this.stride = area.stride;
-    this.bufferSize = area.bufferSize;
+    this.space = isSpace(space) ? space : new PoolSpace(space);
     this.capacity = capacity;
     this.buf = new Int32Array(capacity);
     this.off = new Int32Array(capacity);
@@ -102,14 +139,42 @@ export class FrameBatch {
     this.flags = new Int32Array(capacity);
   }
 
-  /** Byte position of slot i's frame in `bytes`. */
-  pos(i: number): number {
-    return this.buf[i]! * this.stride + this.off[i]!;
+  /** The byte array holding slot i's buffer. */
+  bytesAt(i: number): Uint8Array {
+    return this.space.bytesOf(this.buf[i]!);
   }
 
-  /** Room for a frame in slot i (receive side). */
+  /** Byte position of slot i's frame in bytesAt(i). */
+  pos(i: number): number {
+    return this.space.offsetOf(this.buf[i]!) + this.off[i]!;
+  }
+
+  /** Room for a frame in slot i (receive side); -1 for a hole (buf < 0: no buffer). */
   room(i: number): number {
-    return this.bufferSize - this.off[i]!;
+    const h = this.buf[i]!;
+    return h < 0 ? -1 : this.space.capacityOf(h) - this.off[i]!;
+  }
+
+  /**
+   * Receive side: make empty slot i able to take `len` bytes. If it is too small (or a hole), the
+   * first later slot (up to capacity) that is big enough is swapped in, so a driver can offer mostly
+   * small buffers and a few large ones. False if no slot from i on fits.
+   */
+  fit(i: number, len: number): boolean {
+    if (this.room(i) >= len) return true;
+    for (let j = i + 1; j < this.capacity; j++) {
+      if (this.room(j) >= len) {
+        this.swap(i, j);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Receive side: whether any slot from i on holds a buffer (is not a hole). */
+  hasBuffer(i: number): boolean {
+    for (let j = i; j < this.capacity; j++) if (this.buf[j]! >= 0) return true;
+    return false;
   }
 
   /** Set slot i (does not change count). */
@@ -148,7 +213,7 @@ export class FrameBatch {
   /** Slot i's frame as a view (allocates: tests and slow paths only). */
   frame(i: number): Uint8Array {
     const p = this.pos(i);
-    return this.bytes.subarray(p, p + this.len[i]!);
+    return this.bytesAt(i).subarray(p, p + this.len[i]!);
   }
 }
 
@@ -162,7 +227,7 @@ export interface LinkStats {
   txBackpressure: number;
   /** Frames dropped at transmit: shorter than a header or longer than maxFrame. */
   txInvalid: number;
-  /** Frames dropped at receive: larger than the slot offered. */
+  /** Frames dropped at receive: larger than every empty slot offered. */
   rxTooBig: number;
 }
 

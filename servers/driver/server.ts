@@ -1,8 +1,196 @@
 /**
- * The driver server. Its protocol handlers arrive with the link/network and TCP issues; until then it runs
- * in the runtime like any other server (life cycle, heartbeats, restarts, probes) and drops unknown
- * message types with a count.
+ * The driver server: moves Ethernet frames between the stack's link (the shared-memory wire, a TAP
+ * device, optionally through the fault injector and a pcap capture) and the IP server.
+ *
+ * Call order, per host loop iteration:
+ *   handle(FRAME from ip)  claim the buffer, transmit it (the link copies), free it; a full link refuses
+ *                          the record (backpressure) and it is offered again;
+ *   poll(now)              tell the link the time (fault injection releases delayed frames), publish the
+ *                          frames received earlier that did not fit in the ring to IP, then receive more
+ *                          into empty pool buffers and publish them as FRAME records (by descriptor: the
+ *                          buffer stays this incarnation's until IP claims it).
+ * Received buffers are owned by this incarnation from allocation on; if it dies, the supervisor moves
+ * those referenced by published FRAME records to the driver's transit owner and frees the others.
+ *
+ * The shared-memory wire rings this server's host doorbell when frames arrive (it is the doorbell the
+ * host parks on); a TAP device cannot, so with TAP poll() asks to be called again after a short,
+ * adaptive interval (50 us after traffic, backing off to 2 ms when idle).
  */
-import { shellServer } from '../runtime/shell-server.js';
+import { D, DATA_MSG, FRAME_CSUM_OK, HDR_DST_GEN, HDR_SRC_GEN } from '../runtime/messages.js';
+import type { ServerContext, ServerModule } from '../runtime/server.js';
+import type { Endpoint } from '../runtime/topology.js';
+import { FaultLink } from './fault-link.js';
+import { FRAME_CSUM_OFFLOADED, FrameBatch, type Link } from './link.js';
+import { PcapLink, PcapWriter } from './pcap.js';
+import { ShmWire, ShmWireLink } from './shm-wire.js';
+import { TapLink } from './tap-link.js';
+import { DriverCounters } from './counters.js';
 
-export const driverServer = shellServer('driver');
+const RX_BATCH = 32;
+const RX_ROUNDS = 4;
+const TAP_POLL_MIN_US = 50;
+const TAP_POLL_MAX_US = 2000;
+
+interface DriverState {
+  link: Link | null;
+  rx: FrameBatch;
+  tx: FrameBatch;
+  counters: DriverCounters;
+  /** Current TAP poll interval (adaptive). */
+  tapPollUs: number;
+  isTap: boolean;
+}
+
+const states = new WeakMap<ServerContext, DriverState>();
+
+function openLink(ctx: ServerContext): { link: Link | null; isTap: boolean } {
+  const cfg = ctx.config;
+  let link: Link | null = null;
+  let isTap = false;
+  switch (cfg.link.kind) {
+    case 'none':
+      return { link: null, isTap };
+    case 'shm':
+      link = ShmWire.attach(cfg.link.wire, cfg.link.side, { generation: ctx.generation });
+      break;
+    case 'tap': {
+      const mac = new Uint8Array(6);
+      const m = cfg.iface?.mac ?? 0;
+      for (let i = 0; i < 6; i++) mac[i] = Math.floor(m / 2 ** (8 * (5 - i))) & 0xff;
+      link = new TapLink({ fd: cfg.link.fd, name: cfg.link.name, mtu: cfg.iface?.mtu ?? 1500, mac });
+      isTap = true;
+      break;
+    }
+  }
+  if (cfg.faults) link = new FaultLink(link, cfg.faults);
+  // A restarted driver appends to the capture its predecessor started.
+  if (cfg.pcap) link = new PcapLink(link, PcapWriter.open(cfg.pcap, { append: ctx.generation > 1 }), { clock: ctx.clock });
+  return { link, isTap };
+}
+
+/** Give every empty receive slot from `from` on a fresh buffer owned by this incarnation. */
+function refill(ctx: ServerContext, rx: FrameBatch, from: number, size: number, counters: DriverCounters): void {
+  for (let i = from; i < rx.capacity; i++) {
+    if (rx.buf[i] >= 0) continue;
+    const h = ctx.pools.alloc(size, ctx.owner);
+    if (h < 0) {
+      counters.rxNoBuffer++;
+      return;
+    }
+    rx.set(i, h, 0, 0, 0);
+  }
+}
+
+/** Publish received frames [0, rx.count) to IP; returns how many went (the rest stay, compacted). */
+function publish(ctx: ServerContext, st: DriverState): number {
+  const out = ctx.out.get('ip')!;
+  const rx = st.rx;
+  const pools = ctx.pools;
+  let n = 0;
+  for (; n < rx.count; n++) {
+    const o = out.reserve(D.FRAME_BYTES, DATA_MSG.FRAME);
+    if (o < 0) break;
+    const b = out.bytes;
+    const buf = rx.buf[n];
+    w32(b, o + HDR_DST_GEN, 0);
+    w32(b, o + HDR_SRC_GEN, ctx.generation);
+    w32(b, o + D.BUF, buf);
+    w32(b, o + D.EPOCH, pools.epochOf(buf));
+    w32(b, o + D.OFF, rx.off[n]);
+    w32(b, o + D.LEN, rx.len[n]);
+    w32(b, o + D.FLAGS, rx.flags[n] & FRAME_CSUM_OFFLOADED ? FRAME_CSUM_OK : 0);
+    w32(b, o + D.IFINDEX, 0);
+    out.commit();
+    rx.buf[n] = -1; // handed over: the slot needs a new buffer
+  }
+  // Keep unpublished frames at the front, empty slots after them.
+  if (n > 0) {
+    let w = 0;
+    for (let i = n; i < rx.count; i++) rx.swap(w++, i);
+    rx.count -= n;
+  }
+  st.counters.rxPublished += n;
+  return n;
+}
+
+function w32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v;
+  b[o + 1] = v >>> 8;
+  b[o + 2] = v >>> 16;
+  b[o + 3] = v >>> 24;
+}
+
+function r32(b: Uint8Array, o: number): number {
+  return b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24);
+}
+
+export const driverServer: ServerModule = {
+  name: 'driver',
+
+  start(ctx: ServerContext): void {
+    const { link, isTap } = openLink(ctx);
+    const rx = new FrameBatch(ctx.pools, RX_BATCH);
+    rx.buf.fill(-1);
+    const tx = new FrameBatch(ctx.pools, 1);
+    const counters = DriverCounters.attach(ctx.state);
+    const st: DriverState = { link, rx, tx, counters, tapPollUs: TAP_POLL_MIN_US, isTap };
+    if (link) refill(ctx, rx, 0, link.maxFrame + 1, counters);
+    states.set(ctx, st);
+  },
+
+  handle(ctx: ServerContext, from: Endpoint, type: number, bytes: Uint8Array, off: number, len: number): boolean {
+    const st = states.get(ctx)!;
+    if (type !== DATA_MSG.FRAME || from !== 'ip' || len < D.FRAME_BYTES) {
+      st.counters.drop('bad-message');
+      return true;
+    }
+    const buf = r32(bytes, off + D.BUF);
+    if (!ctx.claim(buf, r32(bytes, off + D.EPOCH))) {
+      st.counters.drop('replay');
+      return true;
+    }
+    const link = st.link;
+    if (!link) {
+      st.counters.drop('no-link');
+      ctx.pools.free(buf, ctx.owner);
+      return true;
+    }
+    const tx = st.tx;
+    const flags = r32(bytes, off + D.FLAGS) & FRAME_CSUM_OK && link.checksumOffload ? FRAME_CSUM_OFFLOADED : 0;
+    tx.set(0, buf, r32(bytes, off + D.OFF), r32(bytes, off + D.LEN), flags);
+    tx.count = 1;
+    if (link.transmit(tx, 0) === 0) {
+      st.counters.txBackpressure++;
+      return false; // the link is full: offered again later, the buffer stays ours
+    }
+    st.counters.txFrames++;
+    ctx.pools.free(buf, ctx.owner);
+    return true;
+  },
+
+  poll(ctx: ServerContext, nowUs: number): number {
+    const st = states.get(ctx);
+    if (!st || !st.link) return Infinity;
+    const link = st.link;
+    let deadline = link.poll(nowUs);
+    const rx = st.rx;
+    let got = 0;
+    for (let round = 0; round < RX_ROUNDS; round++) {
+      if (rx.count > 0 && publish(ctx, st) === 0) return nowUs + 100; // IP's ring is full: soon again
+      refill(ctx, rx, rx.count, link.maxFrame + 1, st.counters);
+      const n = link.receive(rx);
+      if (n === 0) break;
+      got += n;
+      st.counters.rxFrames += n;
+    }
+    if (rx.count > 0) publish(ctx, st);
+    if (rx.count > 0 || got >= RX_BATCH) deadline = nowUs; // more may be waiting: come straight back
+    if (st.isTap) {
+      st.tapPollUs = got > 0 ? TAP_POLL_MIN_US : Math.min(TAP_POLL_MAX_US, st.tapPollUs * 2);
+      deadline = Math.min(deadline, nowUs + st.tapPollUs);
+    }
+    return deadline;
+  },
+};
+
+export { ShmWireLink };

@@ -1,0 +1,103 @@
+/**
+ * From the options an application passes to createStack() to the StackConfig every server reads:
+ * parsing and validation (Node-style errors), the interface's MAC, and the link (a TAP device is opened
+ * here, on the main thread, so its fd outlives any driver restart).
+ */
+import { ipv4Parse } from '../servers/wire/ipv4.js';
+import { ShmWire, type ShmWireInit } from '../servers/driver/shm-wire.js';
+import { TapDevice } from '../servers/driver/tap-device.js';
+import type { FaultLinkOptions } from '../servers/driver/fault-link.js';
+import type { StackConfig } from '../servers/runtime/stack-memory.js';
+
+export type LinkOption =
+  | { kind: 'shm'; wire: ShmWireInit; side: 'a' | 'b' }
+  | { kind: 'tap'; name: string; netns?: string }
+  | { kind: 'none' };
+
+export interface NetworkOptions {
+  /** 'a.b.c.d/prefix' */
+  address?: string;
+  gateway?: string;
+  /** Default: the link's MTU (shared-memory wire) or 1500. */
+  mtu?: number;
+  link?: LinkOption;
+  faults?: FaultLinkOptions;
+  pcap?: string;
+}
+
+function err(e: Error, code: string): Error {
+  return Object.assign(e, { code });
+}
+
+export function parseCidr(s: string): { address: number; prefix: number } {
+  if (typeof s !== 'string') throw err(new TypeError(`address must be a string 'a.b.c.d/prefix', got ${typeof s}`), 'ERR_INVALID_ARG_TYPE');
+  const m = /^([0-9.]+)\/(\d{1,2})$/.exec(s);
+  const address = m ? ipv4Parse(m[1]) : null;
+  const prefix = m ? Number(m[2]) : -1;
+  if (address === null || prefix < 1 || prefix > 32) {
+    throw err(new TypeError(`address must look like '10.0.0.1/24', got '${s}'`), 'ERR_INVALID_ARG_VALUE');
+  }
+  return { address, prefix };
+}
+
+/** A locally administered unicast MAC derived from the address (02:6b:6e + its low three bytes). */
+function macFor(address: number): number {
+  return 0x026b6e * 2 ** 24 + (address & 0xffffff);
+}
+
+function macBytesToNumber(b: Uint8Array): number {
+  let m = 0;
+  for (let i = 0; i < 6; i++) m = m * 256 + b[i];
+  return m;
+}
+
+export interface ResolvedNetwork {
+  config: StackConfig;
+  /** Resources the stack must release when it closes. */
+  tap: TapDevice | null;
+}
+
+export function resolveNetwork(o: NetworkOptions): ResolvedNetwork {
+  const link = o.link ?? { kind: 'none' as const };
+  if (o.address === undefined) {
+    if (link.kind !== 'none') throw err(new TypeError('a stack with a link needs an address'), 'ERR_INVALID_ARG_VALUE');
+    return { config: { iface: null, link: { kind: 'none' } }, tap: null };
+  }
+  const { address, prefix } = parseCidr(o.address);
+  let gateway = 0;
+  if (o.gateway !== undefined) {
+    const g = ipv4Parse(o.gateway);
+    if (g === null) throw err(new TypeError(`gateway must be an IPv4 address, got '${o.gateway}'`), 'ERR_INVALID_ARG_VALUE');
+    gateway = g;
+  }
+  let mtu = o.mtu ?? 1500;
+  let mac = macFor(address);
+  let checksumOffload = false;
+  let tap: TapDevice | null = null;
+  let cfgLink: StackConfig['link'] = { kind: 'none' };
+  switch (link.kind) {
+    case 'shm':
+      mtu = o.mtu ?? link.wire.mtu;
+      if (mtu > link.wire.mtu) throw err(new RangeError(`mtu ${mtu} exceeds the wire's ${link.wire.mtu}`), 'ERR_OUT_OF_RANGE');
+      mac = macBytesToNumber(ShmWire.mac(link.wire.id, link.side));
+      checksumOffload = link.wire.checksumOffload;
+      cfgLink = { kind: 'shm', wire: link.wire, side: link.side };
+      break;
+    case 'tap':
+      tap = TapDevice.open(link.name, link.netns === undefined ? {} : { netns: link.netns });
+      cfgLink = { kind: 'tap', fd: tap.fd, name: tap.name };
+      break;
+    case 'none':
+      break;
+    default:
+      throw err(new TypeError(`link.kind must be 'shm', 'tap' or 'none'`), 'ERR_INVALID_ARG_VALUE');
+  }
+  if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535) {
+    tap?.close();
+    throw err(new RangeError(`mtu must be an integer in [576, 65535], got ${mtu}`), 'ERR_OUT_OF_RANGE');
+  }
+  const config: StackConfig = { iface: { address, prefix, gateway, mac, mtu, checksumOffload }, link: cfgLink };
+  if (o.faults) config.faults = o.faults;
+  if (o.pcap) config.pcap = o.pcap;
+  return { config, tap };
+}
