@@ -11,7 +11,9 @@ import type { StackConfig } from '../servers/runtime/stack-memory.js';
 
 export type LinkOption =
   | { kind: 'shm'; wire: ShmWireInit; side: 'a' | 'b' }
-  | { kind: 'tap'; name: string; netns?: string }
+  /** A TAP device: opened (and closed with the stack) by name, optionally in a network namespace; or an
+   * already open fd, which stays the caller's. */
+  | { kind: 'tap'; name: string; netns?: string; fd?: number }
   | { kind: 'none' };
 
 export interface NetworkOptions {
@@ -84,8 +86,12 @@ export function resolveNetwork(o: NetworkOptions): ResolvedNetwork {
       cfgLink = { kind: 'shm', wire: link.wire, side: link.side };
       break;
     case 'tap':
-      tap = TapDevice.open(link.name, link.netns === undefined ? {} : { netns: link.netns });
-      cfgLink = { kind: 'tap', fd: tap.fd, name: tap.name };
+      if (link.fd !== undefined) {
+        cfgLink = { kind: 'tap', fd: link.fd, name: link.name };
+      } else {
+        tap = TapDevice.open(link.name, link.netns === undefined ? {} : { netns: link.netns });
+        cfgLink = { kind: 'tap', fd: tap.fd, name: tap.name };
+      }
       break;
     case 'none':
       break;

@@ -14,6 +14,7 @@ import type { StackConfig } from '../servers/runtime/stack-memory.js';
 import type { ShimHost } from './shim-host.js';
 import { resolveNetwork, type NetworkOptions } from './stack-config.js';
 import type { TapDevice } from '../servers/driver/tap-device.js';
+import { PROTOCOL_COUNTERS } from '../servers/registry.js';
 import { checksum } from '../servers/wire/checksum.js';
 import { HDR_DST_GEN, HDR_SRC_GEN, MSG, PROBE } from '../servers/runtime/messages.js';
 import { createStackMemory, StackMemory, type StackMemoryOptions } from '../servers/runtime/stack-memory.js';
@@ -262,8 +263,16 @@ export class Stack extends EventEmitter implements ShimHost {
   }
 
   stats() {
+    const servers = this.supervisor.stats();
+    const state = this.memory.init.state;
+    const protocol = Object.fromEntries(
+      SERVER_NAMES.map((n) => [n, PROTOCOL_COUNTERS[n]?.(state[n]) ?? {}]),
+    ) as Record<ServerName, Record<string, number>>;
     return {
-      servers: this.supervisor.stats(),
+      servers: Object.fromEntries(SERVER_NAMES.map((n) => [n, { ...servers[n], protocol: protocol[n] }])) as Record<
+        ServerName,
+        (typeof servers)[ServerName] & { protocol: Record<string, number> }
+      >,
       poisonDropped: this.supervisor.poisonDropped,
       pool: this.memory.pools.stats(),
       probes: { ...this.probeStats, inFlight: this.pending.size },

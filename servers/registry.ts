@@ -12,3 +12,18 @@ export const SERVER_MODULES: Readonly<Record<ServerName, ServerModule>> = {
   tcp: tcpServer,
   udp: udpServer,
 };
+
+import { readIpCounters } from './ip/engine.js';
+import { DriverCounters } from './driver/counters.js';
+
+/** Each server's protocol counters (drops by reason and events), read from its shared state. */
+export const PROTOCOL_COUNTERS: Readonly<Partial<Record<ServerName, (state: SharedArrayBuffer) => Record<string, number>>>> = {
+  driver: (state) => nonZero(DriverCounters.attach(state).c.snapshot()),
+  ip: readIpCounters,
+};
+
+function nonZero(r: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(r)) if (v !== 0) out[k] = v;
+  return out;
+}

@@ -68,6 +68,8 @@ const H_SPACE_BELL = 18;
 const H_READ = 32;
 const H_CONS_GEN = 33;
 const H_DATA_BELL = 34;
+/** Word index of a ring's data doorbell in its header (for code that must locate it without attaching). */
+export const RING_DATA_BELL_WORD = H_DATA_BELL;
 
 function codeError<E extends Error>(err: E, code: string): E {
   return Object.assign(err, { code });

@@ -46,7 +46,7 @@
  *   and S = 1 for side a, 2 for side b ("kn" = 6b:6e). Wire ids default to a per-thread counter starting
  *   at 1: pass `id` when wires are created in several threads and must not collide.
  */
-import { Ring, RingConsumer, RingProducer, RECORD_HEADER_BYTES } from '../../shared-rings/ring.js';
+import { Ring, RingConsumer, RingProducer, RECORD_HEADER_BYTES, RING_DATA_BELL_WORD } from '../../shared-rings/ring.js';
 import { Doorbell } from '../../shared-rings/doorbell.js';
 import {
   ETH_HEADER_BYTES,
@@ -144,6 +144,19 @@ export const ShmWire = {
   },
 
   /** The MAC address of one side of wire `id`. */
+  /**
+   * The doorbell side `side` parks on to receive (the data doorbell of its receive ring, unless the
+   * wire was created with rxDoorbell). A stack makes it its driver's host doorbell, so frames arriving
+   * on the wire wake the driver like any ring into it.
+   */
+  rxDoorbell(init: ShmWireInit, side: WireSide): Doorbell {
+    const ref = init.rxDoorbell?.[side];
+    if (ref) return new Doorbell(ref.i32, ref.index);
+    const w = new Int32Array(init.sab, 0, CONTROL_BYTES / 4);
+    const rxOff = side === 'a' ? w[W_BA_OFF]! : w[W_AB_OFF]!;
+    return new RingConsumerBell({ sab: init.sab, byteOffset: rxOff }).bell;
+  },
+
   mac(id: number, side: WireSide): Uint8Array {
     return Uint8Array.of(0x02, 0x6b, 0x6e, (id >>> 8) & 0xff, id & 0xff, side === 'a' ? 1 : 2);
   },
@@ -351,5 +364,14 @@ export class ShmWireLink implements Link {
     this.producer.flush();
     this.consumer.publish();
     Atomics.store(this.control, sideBase(this.side) + S_CLOSED, 1);
+  }
+}
+
+/** The data doorbell of a ring, located without attaching an endpoint (which would write to it). */
+class RingConsumerBell {
+  readonly bell: Doorbell;
+  constructor(region: { sab: SharedArrayBuffer; byteOffset: number }) {
+    // The ring header's data doorbell words (see shared-rings/ring.ts: H_DATA_BELL = 34).
+    this.bell = new Doorbell(new Int32Array(region.sab, region.byteOffset, 64), RING_DATA_BELL_WORD);
   }
 }

@@ -69,6 +69,8 @@ export const POISON_BYTES = HEADER_BYTES;
  *   [8] buf  [12] epoch  [16] off  [20] len  [24] src (0: the interface address)  [28] dst
  *   [32] proto u8  [33] ttl u8 (0: default 64)  [34] tos u8  [35] flags u8 (L4F_DF, L4F_CSUM: IP must
  *   fill the transport checksum, after choosing the source address)
+ * PORT_UNREACH (udp -> ip): no socket for a datagram: the L4_IN record sent back as it came (same
+ *   layout, same buffer); IP answers with ICMP port unreachable quoting it, then frees the buffer.
  * ICMP_ERR (ip -> udp/tcp): an ICMP error about a packet this host sent.
  *   [8] type u8  [9] code u8  [10] proto u8  [12] src  [16] dst  (of the original packet)
  *   [20] srcPort u16  [22] dstPort u16  [24] mtu u16 (fragmentation needed)  [28] reporter (address)
@@ -78,6 +80,7 @@ export const DATA_MSG = Object.freeze({
   L4_IN: 0x111,
   L4_OUT: 0x112,
   ICMP_ERR: 0x13,
+  PORT_UNREACH: 0x114,
 });
 
 export const D = Object.freeze({

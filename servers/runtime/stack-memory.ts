@@ -8,6 +8,7 @@ import { ClockPage, Clock } from '../../shared-rings/clock.js';
 import { Pools, type PoolsInit } from '../../shared-rings/pools.js';
 import { Ring, type RingRegion } from '../../shared-rings/ring.js';
 import { Doorbell } from '../../shared-rings/doorbell.js';
+import { ShmWire } from '../driver/shm-wire.js';
 import { C, ControlBlock } from './control.js';
 import { Counters } from './counters.js';
 import { LINKS, SERVER_NAMES, hostsFor, linkName, type Endpoint, type Placement, type ServerName } from './topology.js';
@@ -40,7 +41,7 @@ export interface StackConfig {
 }
 
 /** Bytes of shared state each server keeps across its restarts (its tables live here, not in its heap). */
-export const STATE_BYTES: Readonly<Record<ServerName, number>> = { driver: 4096, ip: 4096, tcp: 1 << 20, udp: 1 << 18 };
+export const STATE_BYTES: Readonly<Record<ServerName, number>> = { driver: 4096, ip: 8192, tcp: 1 << 20, udp: 1 << 18 };
 
 export interface StackMemoryOptions {
   config?: StackConfig;
@@ -136,8 +137,12 @@ export class StackMemory {
   doorbellOf(endpoint: Endpoint): Doorbell {
     if (endpoint === 'shim') return new Doorbell(new Int32Array(this.init.bells), SHIM_BELL);
     if (endpoint === 'sup') throw new Error('the supervisor consumes no rings');
-    const cb = this.control(this.hostOf(endpoint));
-    return new Doorbell(cb.i32, C.BELL);
+    const host = this.hostOf(endpoint);
+    // The host that runs the driver on a shared-memory wire parks on the wire's receive doorbell, so
+    // arriving frames wake it like a record in any of its rings (which then ring that doorbell too).
+    const link = this.init.config.link;
+    if (link.kind === 'shm' && this.hosts[host].includes('driver')) return ShmWire.rxDoorbell(link.wire, link.side);
+    return new Doorbell(this.control(host).i32, C.BELL);
   }
 
   ring(from: Endpoint, to: Endpoint): RingRegion {

@@ -525,8 +525,6 @@ export class Supervisor extends EventEmitter {
     }
     h.cb.set(C.INJECT, kind === 'crash' ? FAULT.CRASH : kind === 'exit' ? FAULT.EXIT : FAULT.HANG);
     this.mem.doorbellOf(server).ring();
-    // The host may be parked without having announced it yet; a direct notify covers that too.
-    Atomics.notify(h.cb.i32, C.BELL);
   }
 
   /**
@@ -591,7 +589,6 @@ export class Supervisor extends EventEmitter {
     for (const h of this.hosts) {
       if (h.restartTimer) clearTimeout(h.restartTimer);
       h.cb.set(C.STOP, 1);
-      Atomics.notify(h.cb.i32, C.BELL);
       for (const slot of h.slots) {
         if (slot !== h.active) {
           Atomics.store(h.slotWords, slot.index * SLOT.WORDS + SLOT.STATE, SlotState.CANCELLED);
