@@ -109,13 +109,14 @@ export async function benchRings(opts: RingBenchOptions = {}): Promise<RingBench
 
   progress('pool descriptors: allocate, pass through a ring, free');
   const npool = n(8_000_000);
-  const pool = PacketPool.create({ buffers: 4096, bufferSize: 2048 });
+  const pool = PacketPool.create({ buffers: 16384, bufferSize: 2048 });
   a = ring();
   const rpool = await runRoles([
     { role: 'pool-src', outRing: a, pool: pool.sab, count: npool, size: 64, batch: 64 },
     { role: 'pool-sink', inRing: a, pool: pool.sab, count: npool, size: 64, batch: 64 },
   ]);
   if (rpool[1].bad !== 0) throw new Error(`pool benchmark saw ${rpool[1].bad} bad descriptors`);
+  if (process.env.KEEPNET_BENCH_DEBUG) console.error('pool exhausted waits', rpool[0].exhausted);
 
   const msgs64 = n64 / elapsed(r64);
   const pm = npm / elapsed(rpm);

@@ -8,12 +8,15 @@ import { parseArgs } from 'node:util';
 import { benchRings, formatRingBench } from '../bench/rings.js';
 import { faultsCommand, FAULTS_USAGE } from './commands/faults.js';
 import { demoCommand } from './commands/demo.js';
+import { tapCommand, TAP_USAGE } from './commands/tap.js';
 
 const USAGE = `usage: keepnet <command> [options]
 
 commands:
   demo [--rounds N] [--json]         crash-recovery demo: faults in every server under traffic
   bench rings [--json] [--scale X]   ring, postMessage and packet-pool throughput and latency
+  tap --dev NAME --address A/P ...   attach a stack to a TAP device and serve until SIGINT/SIGTERM:
+    ${TAP_USAGE}
   faults --count N ...               a fault campaign against a live stack under traffic:
     ${FAULTS_USAGE}
 `;
@@ -55,6 +58,9 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'demo':
       await demoCommand(rest, fail);
+      return;
+    case 'tap':
+      await tapCommand(rest, fail);
       return;
     case 'faults':
       await faultsCommand(rest, fail);

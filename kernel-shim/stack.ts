@@ -15,6 +15,7 @@ import type { ShimHost } from './shim-host.js';
 import { resolveNetwork, type NetworkOptions } from './stack-config.js';
 import type { TapDevice } from '../servers/driver/tap-device.js';
 import { PROTOCOL_COUNTERS } from '../servers/registry.js';
+import { DgramApi } from './dgram.js';
 import { checksum } from '../servers/wire/checksum.js';
 import { HDR_DST_GEN, HDR_SRC_GEN, MSG, PROBE } from '../servers/runtime/messages.js';
 import { createStackMemory, StackMemory, type StackMemoryOptions } from '../servers/runtime/stack-memory.js';
@@ -53,6 +54,8 @@ interface PendingProbe {
 export class Stack extends EventEmitter implements ShimHost {
   readonly memory: StackMemory;
   readonly supervisor: Supervisor;
+  /** Node's dgram API on this stack: `stack.dgram.createSocket('udp4')`. */
+  readonly dgram: DgramApi;
   /** A TAP device this stack opened (closed with the stack). */
   private readonly tap: TapDevice | null;
   private readonly out_ = new Map<Endpoint, RingProducer>();
@@ -67,6 +70,8 @@ export class Stack extends EventEmitter implements ShimHost {
   private readonly handlers = new Map<number, (from: Endpoint, ring: RingConsumer) => void>();
   /** Probe outcomes (all time). */
   readonly probeStats = { sent: 0, returned: 0, corrupted: 0, timedOut: 0, late: 0, duplicates: 0, poolExhausted: 0 };
+  /** The shim's own receive counters. */
+  readonly shimStats = { unknown: 0, handlerErrors: 0 };
   /** Probes given up on (timed out) whose buffers are still out: freed if they come back. */
   private readonly late = new Set<number>();
 
@@ -85,6 +90,7 @@ export class Stack extends EventEmitter implements ShimHost {
       this.out_.set(to, new RingProducer(this.memory.ring('shim', to), { wake: this.memory.doorbellOf(to) }));
     }
     this.handle(MSG.PROBE, (from, ring) => this.receiveProbe(from, ring));
+    this.dgram = new DgramApi(this);
     for (const from of this.memory.inputsOf('shim')) {
       this.inputs.push({ from, ring: new RingConsumer(this.memory.ring(from, 'shim'), { doorbell: this.bell }) });
     }
@@ -153,7 +159,17 @@ export class Stack extends EventEmitter implements ShimHost {
 
   private receive(from: Endpoint, ring: RingConsumer): void {
     const fn = this.handlers.get(ring.tag);
-    if (fn) fn(from, ring);
+    if (!fn) {
+      this.shimStats.unknown++;
+      return;
+    }
+    try {
+      fn(from, ring);
+    } catch (err) {
+      // The shim's receive loop must go on whatever one handler does: count, report, move on.
+      this.shimStats.handlerErrors++;
+      this.emit('warning', err);
+    }
   }
 
   private receiveProbe(from: Endpoint, ring: RingConsumer): void {
@@ -284,6 +300,7 @@ export class Stack extends EventEmitter implements ShimHost {
     this.running = false;
     this.bell.ring();
     Atomics.notify(this.bell.i32, this.bell.index);
+    this.dgram.close();
     await this.pumping;
     for (const [id, p] of this.pending) {
       if (p.timer) clearTimeout(p.timer);

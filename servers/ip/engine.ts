@@ -36,9 +36,9 @@ import { ReasonCounters } from './counters.js';
 
 export const IP_COUNTERS = [
   'frames-in',
-  'delivered-udp',
-  'delivered-tcp',
-  'echo-replies',
+  'to-udp',
+  'to-tcp',
+  'echo-replied',
   'icmp-errors-up',
   'packets-out',
   'frames-out',
@@ -151,7 +151,9 @@ export class IpEngine {
       this.routes.addInterface({ addr: iface.address, prefixLen: iface.prefix, mtu: iface.mtu });
       if (iface.gateway) this.routes.setDefaultGateway(iface.gateway);
     }
-    this.arp = new ArpCache();
+    // Generous queues for packets waiting for ARP: after a restart, everything the transports had in
+    // their rings arrives before the first answer, and none of it may be lost (bounded all the same).
+    this.arp = new ArpCache({ maxQueuePerEntry: 128, maxQueued: 512 });
     this.arp.setLocal(this.mac, iface ? [iface.address] : []);
     this.input = new IpInput({ mac: this.mac, routes: this.routes, reassembler: new Reassembler() });
     this.icmp = new IcmpErrorBuilder(this.routes);
@@ -224,16 +226,16 @@ export class IpEngine {
           b = this.copyToPool(r.bytes, r.ipOff, r.ipLen);
           pools.free(buf, this.ctx.owner);
           if (b < 0) return;
-          const base = pools.offsetOf(b);
-          l4Off = base + (r.l4Off - r.ipOff);
-          ipOff = base;
+          const at = pools.offsetOf(b) + 64; // copyToPool leaves 64 bytes of headroom
+          l4Off = at + (r.l4Off - r.ipOff);
+          ipOff = at;
         }
-        this.count(target === 'udp' ? 'delivered-udp' : 'delivered-tcp');
+        this.count(target === 'udp' ? 'to-udp' : 'to-tcp');
         this.toTransport(target, b, ipOff, r, l4Off, csumOk);
         return;
       }
       case 'echo-reply': {
-        this.count('echo-replies');
+        this.count('echo-replied');
         if (!r.reassembled && r.ipLen + ETH_HEADER_LEN <= this.ifaceMtu() + ETH_HEADER_LEN) {
           // Rewritten in place, Ethernet header included: send the same buffer back.
           this.toDriverFrame(buf, r.frameOff - pools.offsetOf(buf), r.frameLen, 0);

@@ -1,0 +1,88 @@
+/**
+ * `keepnet tap`: attach a stack to a TAP device (optionally inside a network namespace) and run until
+ * SIGINT or SIGTERM, serving the built-in services asked for. On exit it prints its counters; with
+ * --json, as one JSON object on the last line of stdout.
+ *
+ * Services (UDP): echo (RFC 862, port 7) and discard (RFC 863, port 9).
+ */
+import { parseArgs } from 'node:util';
+import { Stack } from '../../kernel-shim/stack.js';
+import type { Socket } from '../../kernel-shim/dgram.js';
+import { SERVER_NAMES } from '../../servers/runtime/topology.js';
+
+export const TAP_USAGE = `keepnet tap --dev NAME [--netns NS] --address A.B.C.D/P [--gateway G] [--mtu N] [--pcap FILE]
+            [--serve echo,discard] [--json]`;
+
+const SERVICES = ['echo', 'discard'] as const;
+type Service = (typeof SERVICES)[number];
+
+function startService(stack: Stack, service: Service): Socket {
+  const sock = stack.dgram.createSocket('udp4');
+  if (service === 'echo') {
+    sock.on('message', (msg, rinfo) => sock.send(msg, rinfo.port, rinfo.address));
+    sock.bind(7);
+  } else {
+    sock.on('message', () => {});
+    sock.bind(9);
+  }
+  return sock;
+}
+
+/** The counters printed on exit: restarts per server and every drop by reason. */
+export function exitReport(stack: Stack): { servers: Record<string, unknown>; drops: Record<string, number> } {
+  const st = stack.stats();
+  const servers: Record<string, unknown> = {};
+  const drops: Record<string, number> = {};
+  for (const name of SERVER_NAMES) {
+    const s = st.servers[name];
+    servers[name] = { restarts: s.restarts.total, restartsByCause: s.restarts, incarnation: s.incarnation, ...s.protocol, runtime: s.counters };
+    for (const [k, v] of Object.entries(s.protocol)) {
+      if (k.startsWith('drop:')) drops[`${name}:${k.slice(5)}`] = v;
+    }
+  }
+  return { servers, drops };
+}
+
+export async function tapCommand(args: string[], fail: (msg: string) => never): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      dev: { type: 'string' },
+      netns: { type: 'string' },
+      address: { type: 'string' },
+      gateway: { type: 'string' },
+      mtu: { type: 'string' },
+      pcap: { type: 'string' },
+      serve: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  });
+  if (!values.dev) fail('--dev NAME is required');
+  if (!values.address) fail('--address A.B.C.D/P is required');
+  const serve = (values.serve ? values.serve.split(',') : []) as Service[];
+  for (const s of serve) if (!(SERVICES as readonly string[]).includes(s)) fail(`unknown service '${s}' (services: ${SERVICES.join(', ')})`);
+  const mtu = values.mtu === undefined ? undefined : Number(values.mtu);
+  let stack: Stack;
+  try {
+    stack = new Stack({
+      address: values.address,
+      ...(values.gateway ? { gateway: values.gateway } : {}),
+      ...(mtu !== undefined ? { mtu } : {}),
+      ...(values.pcap ? { pcap: values.pcap } : {}),
+      link: { kind: 'tap', name: values.dev, ...(values.netns ? { netns: values.netns } : {}) },
+    });
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  await stack.start();
+  const sockets = serve.map((s) => startService(stack, s));
+  if (!values.json) process.stderr.write(`keepnet: ${values.address} on ${values.dev}${values.netns ? ` (netns ${values.netns})` : ''}, serving ${serve.join(', ') || 'nothing'}; Ctrl-C to stop\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  for (const s of sockets) s.close();
+  const report = exitReport(stack);
+  await stack.close();
+  process.stdout.write(values.json ? JSON.stringify(report) + '\n' : JSON.stringify(report, null, 2) + '\n');
+}
