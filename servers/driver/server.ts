@@ -30,6 +30,7 @@ const RX_BATCH = 32;
 const RX_ROUNDS = 4;
 const TAP_POLL_MIN_US = 50;
 const TAP_POLL_MAX_US = 2000;
+const PCAP_FLUSH_US = 100_000;
 
 interface DriverState {
   link: Link | null;
@@ -39,17 +40,20 @@ interface DriverState {
   /** Current TAP poll interval (adaptive). */
   tapPollUs: number;
   isTap: boolean;
+  /** The capture, flushed every PCAP_FLUSH_US so a crash loses little of it. */
+  pcap: PcapWriter | null;
+  pcapFlushedUs: number;
 }
 
 const states = new WeakMap<ServerContext, DriverState>();
 
-function openLink(ctx: ServerContext): { link: Link | null; isTap: boolean } {
+function openLink(ctx: ServerContext): { link: Link | null; isTap: boolean; pcap: PcapWriter | null } {
   const cfg = ctx.config;
   let link: Link | null = null;
   let isTap = false;
   switch (cfg.link.kind) {
     case 'none':
-      return { link: null, isTap };
+      return { link: null, isTap, pcap: null };
     case 'shm':
       link = ShmWire.attach(cfg.link.wire, cfg.link.side, { generation: ctx.generation });
       break;
@@ -64,8 +68,12 @@ function openLink(ctx: ServerContext): { link: Link | null; isTap: boolean } {
   }
   if (cfg.faults) link = new FaultLink(link, cfg.faults);
   // A restarted driver appends to the capture its predecessor started.
-  if (cfg.pcap) link = new PcapLink(link, PcapWriter.open(cfg.pcap, { append: ctx.generation > 1 }), { clock: ctx.clock });
-  return { link, isTap };
+  let pcap: PcapWriter | null = null;
+  if (cfg.pcap) {
+    pcap = PcapWriter.open(cfg.pcap, { append: ctx.generation > 1 });
+    link = new PcapLink(link, pcap, { clock: ctx.clock });
+  }
+  return { link, isTap, pcap };
 }
 
 /** Give every empty receive slot from `from` on a fresh buffer owned by this incarnation. */
@@ -128,12 +136,12 @@ export const driverServer: ServerModule = {
   name: 'driver',
 
   start(ctx: ServerContext): void {
-    const { link, isTap } = openLink(ctx);
+    const { link, isTap, pcap } = openLink(ctx);
     const rx = new FrameBatch(ctx.pools, RX_BATCH);
     rx.buf.fill(-1);
     const tx = new FrameBatch(ctx.pools, 1);
     const counters = DriverCounters.attach(ctx.state);
-    const st: DriverState = { link, rx, tx, counters, tapPollUs: TAP_POLL_MIN_US, isTap };
+    const st: DriverState = { link, rx, tx, counters, tapPollUs: TAP_POLL_MIN_US, isTap, pcap, pcapFlushedUs: 0 };
     if (link) refill(ctx, rx, 0, link.maxFrame + 1, counters);
     states.set(ctx, st);
   },
@@ -185,12 +193,26 @@ export const driverServer: ServerModule = {
     }
     if (rx.count > 0) publish(ctx, st);
     if (rx.count > 0 || got >= RX_BATCH) deadline = nowUs; // more may be waiting: come straight back
+    if (st.pcap && nowUs - st.pcapFlushedUs >= PCAP_FLUSH_US) {
+      st.pcap.flush();
+      st.pcapFlushedUs = nowUs;
+    }
+    if (st.pcap) deadline = Math.min(deadline, st.pcapFlushedUs + PCAP_FLUSH_US);
     if (st.isTap) {
       st.tapPollUs = got > 0 ? TAP_POLL_MIN_US : Math.min(TAP_POLL_MAX_US, st.tapPollUs * 2);
       deadline = Math.min(deadline, nowUs + st.tapPollUs);
     }
     return deadline;
   },
+};
+
+// (stop) a clean shutdown closes the link: a capture is flushed and closed, a wire end detaches.
+driverServer.stop = (ctx: ServerContext): void => {
+  const st = states.get(ctx);
+  if (!st) return;
+  for (let i = 0; i < st.rx.capacity; i++) if (st.rx.buf[i] >= 0) ctx.pools.free(st.rx.buf[i], ctx.owner);
+  st.link?.close();
+  states.delete(ctx);
 };
 
 export { ShmWireLink };

@@ -350,6 +350,13 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
     return 'crashed';
   }
   for (let o = 0; o < outputs.length; o++) outputs[o].flush();
+  for (let i = 0; i < names.length; i++) {
+    try {
+      SERVER_MODULES[names[i]].stop?.(contexts[i]);
+    } catch {
+      // Stopping anyway: a server that fails to release something at shutdown loses only that.
+    }
+  }
   cb.set(C.STATE, HostState.STOPPED);
   return 'stopped';
 }

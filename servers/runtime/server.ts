@@ -7,6 +7,7 @@
  *                              record again later (an output ring is full: backpressure)
  *   poll(ctx, nowUs)           timers: called every loop iteration; returns the next deadline (us on
  *                              the central clock) or Infinity
+ *   stop(ctx)                  optional: a clean stop (flush captures, close links)
  * The host owns the rings, the clock, heartbeats, crash reporting and parking; a server owns only its
  * protocol logic. State that must survive a restart lives in shared memory, never in module globals.
  */
@@ -48,4 +49,6 @@ export interface ServerModule {
   start(ctx: ServerContext): void;
   handle(ctx: ServerContext, from: Endpoint, type: number, bytes: Uint8Array, off: number, len: number): boolean;
   poll(ctx: ServerContext, nowUs: number): number;
+  /** A clean stop (the stack is closing): release what start() acquired. Not called after a crash. */
+  stop?(ctx: ServerContext): void;
 }
