@@ -91,6 +91,20 @@ if (!canRunNetns()) {
     t.ok((ip['fragments-out'] ?? 0) >= 40, 'and fragmented its replies');
   });
 
+  t.test('a datagram to a closed port gets ICMP port unreachable: the kernel reports ECONNREFUSED', async (t) => {
+    const out = await run(
+      [
+        'node',
+        '-e',
+        `const d=require('dgram').createSocket('udp4');d.on('error',e=>{console.log(e.code);process.exit(0)});` +
+          `d.connect(4444,'${wire.stackAddr}',()=>{d.send('anyone?');setInterval(()=>d.send('anyone?'),200)});setTimeout(()=>{console.log('none');process.exit(0)},5000)`,
+      ],
+      20_000,
+    );
+    t.equal(out.trim(), 'ECONNREFUSED');
+    t.ok((stack.stats().servers.ip.protocol['port-unreachables'] ?? 0) > 0, 'keepnet sent the ICMP error');
+  });
+
   t.test('1000 UDP echoes from node:dgram in the kernel namespace, byte-exact', async (t) => {
     const r = await echoes(1000, 1, 1400);
     t.equal(r.ok, 1000, 'every echo came back');
