@@ -44,24 +44,37 @@ export function exitReport(stack: Stack): { servers: Record<string, unknown>; dr
 }
 
 export async function tapCommand(args: string[], fail: (msg: string) => never): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      dev: { type: 'string' },
-      netns: { type: 'string' },
-      address: { type: 'string' },
-      gateway: { type: 'string' },
-      mtu: { type: 'string' },
-      pcap: { type: 'string' },
-      serve: { type: 'string' },
-      json: { type: 'boolean' },
-    },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: {
+        dev: { type: 'string' },
+        netns: { type: 'string' },
+        address: { type: 'string' },
+        gateway: { type: 'string' },
+        mtu: { type: 'string' },
+        pcap: { type: 'string' },
+        serve: { type: 'string' },
+        json: { type: 'boolean' },
+      },
+    });
+  } catch (err) {
+    // An unknown option, a missing value, a positional: a usage error (exit 2), not a crash.
+    fail((err as Error).message);
+  }
+  const { values } = parsed;
   if (!values.dev) fail('--dev NAME is required');
   if (!values.address) fail('--address A.B.C.D/P is required');
   const serve = (values.serve ? values.serve.split(',') : []) as Service[];
   for (const s of serve) if (!(SERVICES as readonly string[]).includes(s)) fail(`unknown service '${s}' (services: ${SERVICES.join(', ')})`);
   const mtu = values.mtu === undefined ? undefined : Number(values.mtu);
+  // Listen for the stop signals before the TAP is opened: a SIGTERM during start-up (the TAP exists,
+  // the workers are still starting) must still end in a clean close and the report, not a kill.
+  const stopped = new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
   let stack: Stack;
   try {
     stack = new Stack({
@@ -77,10 +90,7 @@ export async function tapCommand(args: string[], fail: (msg: string) => never): 
   await stack.start();
   const sockets = serve.map((s) => startService(stack, s));
   if (!values.json) process.stderr.write(`keepnet: ${values.address} on ${values.dev}${values.netns ? ` (netns ${values.netns})` : ''}, serving ${serve.join(', ') || 'nothing'}; Ctrl-C to stop\n`);
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
+  await stopped;
   for (const s of sockets) s.close();
   const report = exitReport(stack);
   await stack.close();
