@@ -16,7 +16,7 @@
  * host parks on); a TAP device cannot, so with TAP poll() asks to be called again after a short,
  * adaptive interval (50 us after traffic, backing off to 2 ms when idle).
  */
-import { D, DATA_MSG, FRAME_CSUM_OK, HDR_DST_GEN, HDR_SRC_GEN } from '../runtime/messages.js';
+import { D, DATA_MSG, FRAME_CSUM_OK, HDR_DST_GEN, HDR_SRC_GEN, rd32, wr32 } from '../runtime/messages.js';
 import type { ServerContext, ServerModule } from '../runtime/server.js';
 import type { Endpoint } from '../runtime/topology.js';
 import { FaultLink } from './fault-link.js';
@@ -100,14 +100,14 @@ function publish(ctx: ServerContext, st: DriverState): number {
     if (o < 0) break;
     const b = out.bytes;
     const buf = rx.buf[n];
-    w32(b, o + HDR_DST_GEN, 0);
-    w32(b, o + HDR_SRC_GEN, ctx.generation);
-    w32(b, o + D.BUF, buf);
-    w32(b, o + D.EPOCH, pools.epochOf(buf));
-    w32(b, o + D.OFF, rx.off[n]);
-    w32(b, o + D.LEN, rx.len[n]);
-    w32(b, o + D.FLAGS, rx.flags[n] & FRAME_CSUM_OFFLOADED ? FRAME_CSUM_OK : 0);
-    w32(b, o + D.IFINDEX, 0);
+    wr32(b, o + HDR_DST_GEN, 0);
+    wr32(b, o + HDR_SRC_GEN, ctx.generation);
+    wr32(b, o + D.BUF, buf);
+    wr32(b, o + D.EPOCH, pools.epochOf(buf));
+    wr32(b, o + D.OFF, rx.off[n]);
+    wr32(b, o + D.LEN, rx.len[n]);
+    wr32(b, o + D.FLAGS, rx.flags[n] & FRAME_CSUM_OFFLOADED ? FRAME_CSUM_OK : 0);
+    wr32(b, o + D.IFINDEX, 0);
     out.commit();
     rx.buf[n] = -1; // handed over: the slot needs a new buffer
   }
@@ -121,16 +121,7 @@ function publish(ctx: ServerContext, st: DriverState): number {
   return n;
 }
 
-function w32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v;
-  b[o + 1] = v >>> 8;
-  b[o + 2] = v >>> 16;
-  b[o + 3] = v >>> 24;
-}
 
-function r32(b: Uint8Array, o: number): number {
-  return b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24);
-}
 
 export const driverServer: ServerModule = {
   name: 'driver',
@@ -152,8 +143,8 @@ export const driverServer: ServerModule = {
       st.counters.drop('bad-message');
       return true;
     }
-    const buf = r32(bytes, off + D.BUF);
-    if (!ctx.claim(buf, r32(bytes, off + D.EPOCH))) {
+    const buf = rd32(bytes, off + D.BUF);
+    if (!ctx.claim(buf, rd32(bytes, off + D.EPOCH))) {
       st.counters.drop('replay');
       return true;
     }
@@ -164,8 +155,8 @@ export const driverServer: ServerModule = {
       return true;
     }
     const tx = st.tx;
-    const flags = r32(bytes, off + D.FLAGS) & FRAME_CSUM_OK && link.checksumOffload ? FRAME_CSUM_OFFLOADED : 0;
-    tx.set(0, buf, r32(bytes, off + D.OFF), r32(bytes, off + D.LEN), flags);
+    const flags = rd32(bytes, off + D.FLAGS) & FRAME_CSUM_OK && link.checksumOffload ? FRAME_CSUM_OFFLOADED : 0;
+    tx.set(0, buf, rd32(bytes, off + D.OFF), rd32(bytes, off + D.LEN), flags);
     tx.count = 1;
     if (link.transmit(tx, 0) === 0) {
       st.counters.txBackpressure++;

@@ -23,7 +23,7 @@ import { ETH_HEADER_LEN, ETHERTYPE_IPV4, writeMac } from '../wire/ethernet.js';
 import { ArpRepr } from '../wire/arp.js';
 import { IPPROTO_TCP, IPPROTO_UDP, IPV4_HEADER_LEN } from '../wire/ipv4.js';
 import { ICMP_DST_UNREACHABLE } from '../wire/icmp.js';
-import { D, DATA_MSG, FRAME_CSUM_OK, HDR_DST_GEN, HDR_SRC_GEN, L4F_CSUM, L4F_DF } from '../runtime/messages.js';
+import { D, DATA_MSG, FRAME_CSUM_OK, HDR_DST_GEN, HDR_SRC_GEN, L4F_CSUM, L4F_DF, rd32, wr32 } from '../runtime/messages.js';
 import type { ServerContext } from '../runtime/server.js';
 import type { RingProducer } from '../../shared-rings/ring.js';
 import { ARP_COUNTERS, ArpCache, emitArpFrame } from './arp-cache.js';
@@ -69,15 +69,6 @@ const TCP_CSUM_AT = 16;
 /** Frames a handler may emit for one input record; it refuses the record (backpressure) without room. */
 const ROOM_BYTES = 64 * 48;
 
-function r32(b: Uint8Array, o: number): number {
-  return b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24);
-}
-function w32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v;
-  b[o + 1] = v >>> 8;
-  b[o + 2] = v >>> 16;
-  b[o + 3] = v >>> 24;
-}
 function be16(b: Uint8Array, o: number, v: number): void {
   b[o] = v >>> 8;
   b[o + 1] = v;
@@ -185,16 +176,16 @@ export class IpEngine {
   onFrame(rec: Uint8Array, off: number, nowUs: number): void {
     const ctx = this.ctx;
     const pools = ctx.pools;
-    const buf = r32(rec, off + D.BUF);
-    if (!ctx.claim(buf, r32(rec, off + D.EPOCH))) {
+    const buf = rd32(rec, off + D.BUF);
+    if (!ctx.claim(buf, rd32(rec, off + D.EPOCH))) {
       this.count('drop:replay');
       return;
     }
     this.count('frames-in');
     const bytes = pools.bytesOf(buf);
     const base = pools.offsetOf(buf);
-    const flags = r32(rec, off + D.FLAGS) & FRAME_CSUM_OK ? IN_CSUM_OK : 0;
-    const r = this.input.receive(bytes, base + r32(rec, off + D.OFF), r32(rec, off + D.LEN), nowUs, flags);
+    const flags = rd32(rec, off + D.FLAGS) & FRAME_CSUM_OK ? IN_CSUM_OK : 0;
+    const r = this.input.receive(bytes, base + rd32(rec, off + D.OFF), rd32(rec, off + D.LEN), nowUs, flags);
     this.dispatchInput(r, buf, flags !== 0, nowUs);
   }
 
@@ -300,16 +291,16 @@ export class IpEngine {
     }
     const b = out.bytes;
     const base = ctx.pools.offsetOf(buf);
-    w32(b, o + HDR_DST_GEN, 0);
-    w32(b, o + HDR_SRC_GEN, ctx.generation);
-    w32(b, o + D.BUF, buf);
-    w32(b, o + D.EPOCH, ctx.pools.epochOf(buf));
-    w32(b, o + D.OFF, ipOffAbs - base);
-    w32(b, o + D.LEN, r.ipLen);
-    w32(b, o + D.L4_OFF, l4OffAbs - base);
-    w32(b, o + D.L4_LEN, r.l4Len);
-    w32(b, o + D.SRC, r.src);
-    w32(b, o + D.DST, r.dst);
+    wr32(b, o + HDR_DST_GEN, 0);
+    wr32(b, o + HDR_SRC_GEN, ctx.generation);
+    wr32(b, o + D.BUF, buf);
+    wr32(b, o + D.EPOCH, ctx.pools.epochOf(buf));
+    wr32(b, o + D.OFF, ipOffAbs - base);
+    wr32(b, o + D.LEN, r.ipLen);
+    wr32(b, o + D.L4_OFF, l4OffAbs - base);
+    wr32(b, o + D.L4_LEN, r.l4Len);
+    wr32(b, o + D.SRC, r.src);
+    wr32(b, o + D.DST, r.dst);
     b[o + D.PROTO] = r.protocol;
     b[o + D.TTL] = r.ttl;
     b[o + D.IN_FLAGS] = csumOk ? FRAME_CSUM_OK : 0;
@@ -326,19 +317,19 @@ export class IpEngine {
     }
     const b = out.bytes;
     b.fill(0, o, o + D.ICMP_ERR_BYTES);
-    w32(b, o + HDR_SRC_GEN, this.ctx.generation);
+    wr32(b, o + HDR_SRC_GEN, this.ctx.generation);
     b[o + D.E_TYPE] = type;
     b[o + D.E_CODE] = code;
     b[o + D.E_PROTO] = proto;
-    w32(b, o + D.E_SRC, src);
-    w32(b, o + D.E_DST, dst);
+    wr32(b, o + D.E_SRC, src);
+    wr32(b, o + D.E_DST, dst);
     b[o + D.E_SPORT] = sport;
     b[o + D.E_SPORT + 1] = sport >>> 8;
     b[o + D.E_DPORT] = dport;
     b[o + D.E_DPORT + 1] = dport >>> 8;
     b[o + D.E_MTU] = mtu;
     b[o + D.E_MTU + 1] = mtu >>> 8;
-    w32(b, o + D.E_REPORTER, reporter);
+    wr32(b, o + D.E_REPORTER, reporter);
     out.commit();
     this.count('icmp-errors-up');
   }
@@ -366,14 +357,14 @@ export class IpEngine {
   /** UDP found no socket for a datagram it was given: ICMP port unreachable quoting it. */
   onPortUnreach(rec: Uint8Array, off: number, nowUs: number): void {
     const ctx = this.ctx;
-    const buf = r32(rec, off + D.BUF);
-    if (!ctx.claim(buf, r32(rec, off + D.EPOCH))) {
+    const buf = rd32(rec, off + D.BUF);
+    if (!ctx.claim(buf, rd32(rec, off + D.EPOCH))) {
       this.count('drop:replay');
       return;
     }
     const pools = ctx.pools;
     this.count('port-unreachables');
-    this.sendIcmpError(3, 3, pools.bytesOf(buf), pools.offsetOf(buf) + r32(rec, off + D.OFF), r32(rec, off + D.LEN), nowUs);
+    this.sendIcmpError(3, 3, pools.bytesOf(buf), pools.offsetOf(buf) + rd32(rec, off + D.OFF), rd32(rec, off + D.LEN), nowUs);
     pools.free(buf, ctx.owner);
   }
 
@@ -383,15 +374,15 @@ export class IpEngine {
   onL4Out(rec: Uint8Array, off: number, nowUs: number): void {
     const ctx = this.ctx;
     const pools = ctx.pools;
-    const buf = r32(rec, off + D.BUF);
-    if (!ctx.claim(buf, r32(rec, off + D.EPOCH))) {
+    const buf = rd32(rec, off + D.BUF);
+    if (!ctx.claim(buf, rd32(rec, off + D.EPOCH))) {
       this.count('drop:replay');
       return;
     }
     const bytes = pools.bytesOf(buf);
-    const l4 = pools.offsetOf(buf) + r32(rec, off + D.OFF);
-    const l4Len = r32(rec, off + D.LEN);
-    const dst = r32(rec, off + D.OUT_DST) >>> 0;
+    const l4 = pools.offsetOf(buf) + rd32(rec, off + D.OFF);
+    const l4Len = rd32(rec, off + D.LEN);
+    const dst = rd32(rec, off + D.OUT_DST) >>> 0;
     const proto = rec[off + D.OUT_PROTO];
     const flags = rec[off + D.OUT_FLAGS];
     const ipOff = l4 - IPV4_HEADER_LEN;
@@ -403,11 +394,11 @@ export class IpEngine {
     const route = this.routes.lookup(dst);
     if (!route) {
       this.count('drop:no-route');
-      this.icmpErrorUp(proto === IPPROTO_TCP ? 'tcp' : 'udp', 3, 0, proto, r32(rec, off + D.OUT_SRC) >>> 0, dst, bytes[l4] << 8 | bytes[l4 + 1], bytes[l4 + 2] << 8 | bytes[l4 + 3], 0, 0);
+      this.icmpErrorUp(proto === IPPROTO_TCP ? 'tcp' : 'udp', 3, 0, proto, rd32(rec, off + D.OUT_SRC) >>> 0, dst, bytes[l4] << 8 | bytes[l4 + 1], bytes[l4 + 2] << 8 | bytes[l4 + 3], 0, 0);
       pools.free(buf, ctx.owner);
       return;
     }
-    const src = (r32(rec, off + D.OUT_SRC) >>> 0) || route.src;
+    const src = (rd32(rec, off + D.OUT_SRC) >>> 0) || route.src;
     // IPv4 header, in place in front of the segment.
     bytes[ipOff] = 0x45;
     bytes[ipOff + 1] = rec[off + D.OUT_TOS];
@@ -536,14 +527,14 @@ export class IpEngine {
       return;
     }
     const b = out.bytes;
-    w32(b, o + HDR_DST_GEN, 0);
-    w32(b, o + HDR_SRC_GEN, ctx.generation);
-    w32(b, o + D.BUF, buf);
-    w32(b, o + D.EPOCH, ctx.pools.epochOf(buf));
-    w32(b, o + D.OFF, relOff);
-    w32(b, o + D.LEN, len);
-    w32(b, o + D.FLAGS, flags);
-    w32(b, o + D.IFINDEX, 0);
+    wr32(b, o + HDR_DST_GEN, 0);
+    wr32(b, o + HDR_SRC_GEN, ctx.generation);
+    wr32(b, o + D.BUF, buf);
+    wr32(b, o + D.EPOCH, ctx.pools.epochOf(buf));
+    wr32(b, o + D.OFF, relOff);
+    wr32(b, o + D.LEN, len);
+    wr32(b, o + D.FLAGS, flags);
+    wr32(b, o + D.IFINDEX, 0);
     out.commit();
     this.count('frames-out');
   }

@@ -25,7 +25,7 @@ import { RingConsumer, RingProducer } from '../../shared-rings/ring.js';
 import { checksum } from '../wire/checksum.js';
 import { C, CRASH, EXIT_CRASH, FAULT, HostState, SLOT, SlotState, type ControlBlock } from './control.js';
 import { K, type Counters } from './counters.js';
-import { CARRIES_BUFFER, DESC_BUF, DESC_EPOCH, HDR_DST_GEN, HDR_SRC_GEN, MSG, PROBE } from './messages.js';
+import { CARRIES_BUFFER, DESC_BUF, DESC_EPOCH, HDR_DST_GEN, HDR_SRC_GEN, MSG, PROBE, rd32, wr32 } from './messages.js';
 import type { ServerContext, ServerModule } from './server.js';
 import { createStackMemory, StackMemory, type StackMemoryInit } from './stack-memory.js';
 import { ENDPOINT_BY_ID, ENDPOINT_ID, type Endpoint, type ServerName } from './topology.js';
@@ -227,8 +227,8 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
   const dropBuffer = (input: Input): void => {
     const ring = input.ring;
     if ((ring.tag & CARRIES_BUFFER) === 0 || ring.length < DESC_EPOCH + 4) return;
-    const buf = readI32(ring.bytes, ring.offset + DESC_BUF);
-    if (buf >= 0 && input.ctx.claim(buf, readI32(ring.bytes, ring.offset + DESC_EPOCH))) pools.free(buf, input.ctx.owner);
+    const buf = rd32(ring.bytes, ring.offset + DESC_BUF);
+    if (buf >= 0 && input.ctx.claim(buf, rd32(ring.bytes, ring.offset + DESC_EPOCH))) pools.free(buf, input.ctx.owner);
   };
   dropRecordBuffer = dropBuffer;
   /**
@@ -239,12 +239,12 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
   const reapUnclaimed = (input: Input): void => {
     const ring = input.ring;
     if ((ring.tag & CARRIES_BUFFER) === 0 || ring.length < DESC_EPOCH + 4) return;
-    const buf = readI32(ring.bytes, ring.offset + DESC_BUF);
+    const buf = rd32(ring.bytes, ring.offset + DESC_BUF);
     if (buf < 0) return;
     const o = pools.ownerOf(buf);
     const sender = ENDPOINT_ID[current.from];
     if (o !== makeOwner(sender, current.srcGen & 0xffff || 1) && o !== makeOwner(sender, 0)) return;
-    if (input.ctx.claim(buf, readI32(ring.bytes, ring.offset + DESC_EPOCH))) {
+    if (input.ctx.claim(buf, rd32(ring.bytes, ring.offset + DESC_EPOCH))) {
       pools.free(buf, input.ctx.owner);
       input.ctx.counters.add(K.unknownDropped);
     }
@@ -275,7 +275,7 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
             // The supervisor found this record crashes the server every time: drop it, once (commit
             // before forgetting the skip, so a death in between cannot bring it round again).
             current.from = input.from;
-            current.srcGen = ring.length >= 8 ? readI32(ring.bytes, ring.offset + HDR_SRC_GEN) : 0;
+            current.srcGen = ring.length >= 8 ? rd32(ring.bytes, ring.offset + HDR_SRC_GEN) : 0;
             replaying = true;
             dropBuffer(input);
             replaying = false;
@@ -288,7 +288,7 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
           Atomics.store(cb.i32, C.INFL_RING, input.index);
           inFlight = input;
           current.from = input.from;
-          current.srcGen = ring.length >= 8 ? readI32(ring.bytes, ring.offset + HDR_SRC_GEN) : 0;
+          current.srcGen = ring.length >= 8 ? rd32(ring.bytes, ring.offset + HDR_SRC_GEN) : 0;
           // Claims of buffers this server already holds are legitimate when re-handling the record our
           // predecessor died on, or a record we refused earlier for backpressure.
           replaying = ring.position === input.head || input.retryPos === ring.position;
@@ -389,7 +389,7 @@ function dispatch(input: Input, gen: number): boolean {
   const off = ring.offset;
   const len = ring.length;
   if (len >= 8) {
-    const dstGen = readI32(bytes, off + HDR_DST_GEN);
+    const dstGen = rd32(bytes, off + HDR_DST_GEN);
     if (dstGen !== 0 && dstGen !== gen) {
       ctx.counters.add(K.staleDropped);
       dropRecordBuffer(input);
@@ -406,16 +406,7 @@ function dispatch(input: Input, gen: number): boolean {
   }
 }
 
-function readI32(b: Uint8Array, o: number): number {
-  return b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24);
-}
 
-function writeI32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v;
-  b[o + 1] = v >>> 8;
-  b[o + 2] = v >>> 16;
-  b[o + 3] = v >>> 24;
-}
 
 /** Move a probe one hop along its route, with its buffer (if any) handed over by ownership transfer. */
 function forwardProbe(input: Input, gen: number): boolean {
@@ -443,24 +434,24 @@ function forwardProbe(input: Input, gen: number): boolean {
   }
   const dst = out.reserve(PROBE.BYTES, MSG.PROBE);
   if (dst < 0) return false;
-  const buf = readI32(b, off + PROBE.BUF);
+  const buf = rd32(b, off + PROBE.BUF);
   if (buf >= 0) {
     // A record replayed after a crash may already have been forwarded and claimed downstream: then the
     // claim fails, and forwarding it again would duplicate it, so the replay is dropped.
-    if (!ctx.claim(buf, readI32(b, off + PROBE.EPOCH))) {
+    if (!ctx.claim(buf, rd32(b, off + PROBE.EPOCH))) {
       out.abort();
       ctx.counters.add(K.replayDropped);
       return true;
     }
     // Read the payload in place, as a protocol server reads headers: it must still be intact.
-    const len = readI32(b, off + PROBE.LEN);
-    if (checksum(ctx.pools.bytesOf(buf), ctx.pools.offsetOf(buf), len) !== readI32(b, off + PROBE.SUM) >>> 0) {
+    const len = rd32(b, off + PROBE.LEN);
+    if (checksum(ctx.pools.bytesOf(buf), ctx.pools.offsetOf(buf), len) !== rd32(b, off + PROBE.SUM) >>> 0) {
       ctx.counters.add(K.unknownDropped);
     }
   }
   out.bytes.set(b.subarray(off, off + PROBE.BYTES), dst);
-  writeI32(out.bytes, dst + HDR_DST_GEN, 0);
-  writeI32(out.bytes, dst + HDR_SRC_GEN, gen);
+  wr32(out.bytes, dst + HDR_DST_GEN, 0);
+  wr32(out.bytes, dst + HDR_SRC_GEN, gen);
   out.bytes[dst + PROBE.HOP] = hop;
   out.commit();
   ctx.counters.add(K.probesForwarded);

@@ -31,6 +31,19 @@ export const CARRIES_BUFFER = 0x100;
 export const DESC_BUF = 8;
 export const DESC_EPOCH = 12;
 
+/** Little-endian 32-bit read of a record field (signed; `>>> 0` for unsigned). No allocation. */
+export function rd32(b: Uint8Array, o: number): number {
+  return b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24);
+}
+
+/** Little-endian 32-bit write of a record field. */
+export function wr32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v;
+  b[o + 1] = v >>> 8;
+  b[o + 2] = v >>> 16;
+  b[o + 3] = v >>> 24;
+}
+
 export const HDR_DST_GEN = 0;
 export const HDR_SRC_GEN = 4;
 export const HEADER_BYTES = 8;

@@ -188,21 +188,15 @@ export function uerrName(code: number): UdpErrName {
   return UERR_NAMES[code] ?? 'EINVAL';
 }
 
-// Little-endian field access on ring bytes (no DataView allocation per record).
+// Little-endian field access on ring bytes (no DataView allocation per record); the 32-bit ones are
+// the runtime's (messages.ts).
+import { rd32 } from '../runtime/messages.js';
+export { rd32 as rdI32, wr32 } from '../runtime/messages.js';
 export function rdU32(b: Uint8Array, o: number): number {
-  return (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
-}
-export function rdI32(b: Uint8Array, o: number): number {
-  return b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24);
+  return rd32(b, o) >>> 0;
 }
 export function rdU16(b: Uint8Array, o: number): number {
   return b[o] | (b[o + 1] << 8);
-}
-export function wr32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v;
-  b[o + 1] = v >>> 8;
-  b[o + 2] = v >>> 16;
-  b[o + 3] = v >>> 24;
 }
 export function wr16(b: Uint8Array, o: number, v: number): void {
   b[o] = v;
