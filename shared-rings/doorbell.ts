@@ -64,9 +64,13 @@ export class Doorbell {
   /** Park without blocking the event loop (for a consumer on the main thread). */
   async waitAsync(key: number, timeoutMs: number): Promise<'ok' | 'not-equal' | 'timed-out'> {
     const r = Atomics.waitAsync(this.i32, this.index, key, timeoutMs);
+    // A pending Atomics.waitAsync does not keep Node's event loop alive: a finite wait holds a timer
+    // for its duration, so the process does not exit under a waiter that has a deadline.
+    const keep = r.async && Number.isFinite(timeoutMs) ? setTimeout(() => {}, timeoutMs + 1) : null;
     try {
       return r.async ? await r.value : r.value;
     } finally {
+      if (keep) clearTimeout(keep);
       Atomics.sub(this.i32, this.index + 1, 1);
     }
   }
