@@ -17,6 +17,11 @@ export class TapLink implements Link {
   readonly stats: LinkStats = newLinkStats();
   /** Frames that filled their slot entirely: possibly truncated by the kernel, so dropped. */
   truncated = 0;
+  /** Frames dropped because the device refused them (down: EIO), and the last such error. */
+  txDropped = 0;
+  lastTxError = '';
+  rxErrors = 0;
+  lastRxError = '';
   private readonly dev: TapDevice;
   private readonly offsets: Int32Array;
   private readonly lengths: Int32Array;
@@ -59,7 +64,14 @@ export class TapLink implements Link {
       this.lengths[k] = into.room(start + k);
     }
     if (area === null || k === 0) return 0;
-    const got = this.dev.readBatch(area, this.offsets, this.lengths, k, 0);
+    let got: number;
+    try {
+      got = this.dev.readBatch(area, this.offsets, this.lengths, k, 0);
+    } catch (err) {
+      this.lastRxError = String((err as { code?: string }).code ?? err);
+      this.rxErrors++;
+      return 0;
+    }
     return this.finishReceive(into, start, k, got);
   }
 
@@ -106,7 +118,22 @@ export class TapLink implements Link {
         this.lengths[n] = len;
         this.index[n++] = j;
       }
-      const sent = n === 0 || area === null ? 0 : this.dev.writeBatch(area, this.offsets, this.lengths, n);
+      let sent: number;
+      try {
+        sent = n === 0 || area === null ? 0 : this.dev.writeBatch(area, this.offsets, this.lengths, n);
+      } catch (err) {
+        // The device is down or gone (EIO, ENETDOWN...): like a wire with nobody on it, the frames are
+        // dropped and counted; the driver carries on (bad conditions never crash a server).
+        const written = Number((err as { framesWritten?: number }).framesWritten ?? 0);
+        for (let k = 0; k < written; k++) {
+          this.stats.txFrames++;
+          this.stats.txBytes += this.lengths[k];
+        }
+        this.txDropped += n - written;
+        this.lastTxError = String((err as { code?: string }).code ?? err);
+        i = j;
+        continue;
+      }
       for (let k = 0; k < sent; k++) {
         this.stats.txFrames++;
         this.stats.txBytes += this.lengths[k];
