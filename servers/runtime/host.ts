@@ -220,7 +220,6 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
 
   cb.set(C.THREAD_ID, threadId);
   cb.set(C.STATE, HostState.BUSY);
-  cb.servingSinceUs = clock.nowUs();
   Atomics.add(cb.i32, C.BEAT, 1);
 
   /** Free the buffer a record being dropped carries (so a drop never leaks one). */
@@ -256,6 +255,8 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
   const marks = new Int32Array(outputs.length);
   try {
     for (let i = 0; i < names.length; i++) SERVER_MODULES[names[i]].start(contexts[i]);
+    // Serving from here on: every server of this incarnation has started.
+    cb.servingSinceUs = clock.nowUs();
     for (;;) {
       Atomics.add(cb.i32, C.BEAT, 1);
       if (Atomics.load(cb.i32, C.STOP) !== 0) break;

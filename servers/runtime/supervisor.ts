@@ -284,7 +284,10 @@ export class Supervisor extends EventEmitter {
     if (this.stopping || h.launching) return;
     const words = h.slotWords;
     if (process.env.KEEPNET_DEBUG_SLOTS) console.error('launch', h.index, h.slots.map((s) => `${s.index}:${s.busy ? 'b' : '-'}${Atomics.load(words, s.index * SLOT.WORDS)}g${s.gen}`).join(' '));
-    const slot = h.slots.find((s) => s.busy && Atomics.load(words, s.index * SLOT.WORDS + SLOT.STATE) === SlotState.WAITING);
+    const waiting = (s: Slot): boolean => s.busy && Atomics.load(words, s.index * SLOT.WORDS + SLOT.STATE) === SlotState.WAITING;
+    // After a thrown error the thread that ran the dead incarnation is back on standby and still on a
+    // core: re-activating it skips a thread wake-up (and its cold caches).
+    const slot = h.active && waiting(h.active) ? h.active : h.slots.find(waiting);
     if (!slot) {
       h.launching = true;
       const pending = h.slots.filter((s) => s.busy);
