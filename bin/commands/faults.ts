@@ -6,7 +6,8 @@ import type { ServerName } from '../../servers/runtime/topology.js';
 import type { Placement } from '../../servers/runtime/topology.js';
 
 export const FAULTS_USAGE = `keepnet faults --count N [--servers driver,ip,tcp,udp] [--kinds crash,exit,hang,poison]
-               [--placement dedicated|shared] [--json]`;
+               [--placement dedicated|shared] [--in-flight K] [--json]
+  (--in-flight 0: an idle stack, no probe traffic; default 4 probes in flight per server)`;
 
 export async function faultsCommand(args: string[], fail: (msg: string) => never): Promise<void> {
   const { values } = parseArgs({
@@ -16,6 +17,7 @@ export async function faultsCommand(args: string[], fail: (msg: string) => never
       servers: { type: 'string' },
       kinds: { type: 'string' },
       placement: { type: 'string' },
+      'in-flight': { type: 'string' },
       json: { type: 'boolean' },
     },
   });
@@ -26,11 +28,14 @@ export async function faultsCommand(args: string[], fail: (msg: string) => never
   const placement = (values.placement ?? 'dedicated') as Placement;
   if (placement !== 'dedicated' && placement !== 'shared') fail(`--placement must be dedicated or shared`);
   const json = values.json === true;
+  const inFlight = Number(values['in-flight'] ?? '4');
+  if (!Number.isInteger(inFlight) || inFlight < 0) fail(`--in-flight must be a non-negative integer, got '${values['in-flight']}'`);
   try {
     const result = await runFaultCampaign({
       count,
       servers,
       kinds,
+      inFlight,
       stack: { placement },
       onEvent: json ? undefined : (line) => process.stderr.write(`${line}\n`),
     });
