@@ -143,18 +143,7 @@ export class Stack extends EventEmitter implements ShimHost {
   }
 
   claim(buf: number, epoch: number, from: Endpoint, srcGen: number): boolean {
-    const pools = this.memory.pools;
-    const id = ENDPOINT_ID[from];
-    // Take it from the incarnation that sent it (or the sender's transit owner if it has died since),
-    // then check the epoch, giving it back if it is not the buffer the record meant.
-    let prev = makeOwner(id, srcGen & 0xffff || 1);
-    if (!pools.transfer(buf, prev, this.owner)) {
-      prev = makeOwner(id, 0);
-      if (!pools.transfer(buf, prev, this.owner)) return false;
-    }
-    if (pools.epochOf(buf) === epoch >>> 0) return true;
-    pools.transfer(buf, this.owner, prev);
-    return false;
+    return this.memory.pools.claimFrom(buf, epoch, ENDPOINT_ID[from], srcGen, this.owner);
   }
 
   private receive(from: Endpoint, ring: RingConsumer): void {

@@ -5,7 +5,7 @@
  * descriptors carry handles, and every call takes one. All operations are those of PacketPool (see
  * pool.ts for the ownership contract), routed by the handle; nothing here allocates.
  */
-import { PacketPool, type PacketPoolStats } from './pool.js';
+import { makeOwner, PacketPool, type PacketPoolStats } from './pool.js';
 
 export const BIG = 1 << 24;
 const INDEX = BIG - 1;
@@ -79,6 +79,25 @@ export class Pools {
   capacityOf(h: number): number {
     return h & BIG ? this.big.bufferSize : this.small.bufferSize;
   }
+  /**
+   * Take buffer `h` from its sender into `to`, for a descriptor carrying `epoch` that arrived in a
+   * record written by incarnation `senderGen` of server `senderId`. The sender holds it, or its transit
+   * owner does (the sender died since and the supervisor moved it there). The epoch is checked after
+   * the CAS, and the buffer given back if it is not the one the record meant: checking first would let
+   * a stale record steal a buffer reallocated in between. False: not claimed (a replay whose effect
+   * already happened, or a stale descriptor).
+   */
+  claimFrom(h: number, epoch: number, senderId: number, senderGen: number, to: number): boolean {
+    let from = makeOwner(senderId, senderGen & 0xffff || 1);
+    if (!this.transfer(h, from, to)) {
+      from = makeOwner(senderId, 0);
+      if (!this.transfer(h, from, to)) return false;
+    }
+    if (this.epochOf(h) === epoch >>> 0) return true;
+    this.transfer(h, to, from);
+    return false;
+  }
+
   /** Free every buffer a dead owner held, in both pools. */
   reclaim(deadOwner: number): number {
     return this.small.reclaim(deadOwner) + this.big.reclaim(deadOwner);

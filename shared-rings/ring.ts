@@ -77,6 +77,27 @@ function codeError<E extends Error>(err: E, code: string): E {
 
 const align8 = (n: number): number => (n + 7) & ~7;
 
+/**
+ * One round of the doorbell protocol (see doorbell.ts): announce a park, re-check `ready`. Returns true
+ * when ready, false when the deadline has passed (announcement withdrawn), or null with `slot.key` and
+ * `slot.left` set: the caller parks with bell.wait / bell.waitAsync(slot.key, slot.left).
+ */
+function parkStep(bell: Doorbell, ready: () => boolean, deadline: number, slot: { key: number; left: number }): boolean | null {
+  slot.key = bell.prepare();
+  if (ready()) {
+    bell.cancel();
+    return true;
+  }
+  slot.left = deadline === Infinity ? Infinity : deadline - performance.now();
+  if (slot.left <= 0) {
+    bell.cancel();
+    return false;
+  }
+  return null;
+}
+
+const deadlineOf = (timeoutMs: number): number => (timeoutMs === Infinity ? Infinity : performance.now() + timeoutMs);
+
 export interface RingOptions {
   /** Data bytes: a power of two, 1 KiB .. 1 GiB. */
   capacity: number;
@@ -350,19 +371,12 @@ export class RingProducer extends RingEnd {
     if (this.fits(total)) return true;
     if (this.spinner.spin(() => this.fits(total))) return true;
     this.fullWaits++;
-    const deadline = timeoutMs === Infinity ? Infinity : performance.now() + timeoutMs;
+    const deadline = deadlineOf(timeoutMs);
+    const slot = { key: 0, left: 0 };
     for (;;) {
-      const key = this.spaceBell.prepare();
-      if (this.fits(total)) {
-        this.spaceBell.cancel();
-        return true;
-      }
-      const left = deadline === Infinity ? Infinity : deadline - performance.now();
-      if (left <= 0) {
-        this.spaceBell.cancel();
-        return false;
-      }
-      this.spaceBell.wait(key, left);
+      const r = parkStep(this.spaceBell, () => this.fits(total), deadline, slot);
+      if (r !== null) return r;
+      this.spaceBell.wait(slot.key, slot.left);
     }
   }
 
@@ -371,19 +385,12 @@ export class RingProducer extends RingEnd {
     const total = this.spaceFor(len);
     if (this.fits(total)) return true;
     this.fullWaits++;
-    const deadline = timeoutMs === Infinity ? Infinity : performance.now() + timeoutMs;
+    const deadline = deadlineOf(timeoutMs);
+    const slot = { key: 0, left: 0 };
     for (;;) {
-      const key = this.spaceBell.prepare();
-      if (this.fits(total)) {
-        this.spaceBell.cancel();
-        return true;
-      }
-      const left = deadline === Infinity ? Infinity : deadline - performance.now();
-      if (left <= 0) {
-        this.spaceBell.cancel();
-        return false;
-      }
-      await this.spaceBell.waitAsync(key, left);
+      const r = parkStep(this.spaceBell, () => this.fits(total), deadline, slot);
+      if (r !== null) return r;
+      await this.spaceBell.waitAsync(slot.key, slot.left);
     }
   }
 }
@@ -482,6 +489,9 @@ export class RingConsumer extends RingEnd {
     return this.rpos;
   }
 
+  /** The ready check of the park protocol (bound once: no closure per wait). */
+  private readonly hasRecord = (): boolean => this.peek() >= 0;
+
   /** Whether a record is available (does not expose it). */
   get available(): boolean {
     return this.peek() >= 0;
@@ -494,21 +504,14 @@ export class RingConsumer extends RingEnd {
   wait(timeoutMs = Infinity): boolean {
     if (this.peek() >= 0) return true;
     this.publish();
-    if (this.spinner.spin(() => this.peek() >= 0)) return true;
-    const deadline = timeoutMs === Infinity ? Infinity : performance.now() + timeoutMs;
+    if (this.spinner.spin(this.hasRecord)) return true;
+    const deadline = deadlineOf(timeoutMs);
+    const slot = { key: 0, left: 0 };
     for (;;) {
-      const key = this.doorbell.prepare();
-      if (this.peek() >= 0) {
-        this.doorbell.cancel();
-        return true;
-      }
-      const left = deadline === Infinity ? Infinity : deadline - performance.now();
-      if (left <= 0) {
-        this.doorbell.cancel();
-        return false;
-      }
+      const r = parkStep(this.doorbell, this.hasRecord, deadline, slot);
+      if (r !== null) return r;
       this.parks++;
-      this.doorbell.wait(key, left);
+      this.doorbell.wait(slot.key, slot.left);
       if (this.peek() >= 0) return true;
     }
   }
@@ -516,20 +519,13 @@ export class RingConsumer extends RingEnd {
   async waitAsync(timeoutMs = Infinity): Promise<boolean> {
     if (this.peek() >= 0) return true;
     this.publish();
-    const deadline = timeoutMs === Infinity ? Infinity : performance.now() + timeoutMs;
+    const deadline = deadlineOf(timeoutMs);
+    const slot = { key: 0, left: 0 };
     for (;;) {
-      const key = this.doorbell.prepare();
-      if (this.peek() >= 0) {
-        this.doorbell.cancel();
-        return true;
-      }
-      const left = deadline === Infinity ? Infinity : deadline - performance.now();
-      if (left <= 0) {
-        this.doorbell.cancel();
-        return false;
-      }
+      const r = parkStep(this.doorbell, this.hasRecord, deadline, slot);
+      if (r !== null) return r;
       this.parks++;
-      await this.doorbell.waitAsync(key, left);
+      await this.doorbell.waitAsync(slot.key, slot.left);
       if (this.peek() >= 0) return true;
     }
   }

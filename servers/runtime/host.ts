@@ -188,25 +188,17 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
       config: mem.init.config,
       state: mem.init.state[name],
       claim(buf: number, epoch: number): boolean {
-        const e = epoch >>> 0;
-        const sender = ENDPOINT_ID[current.from];
         const owner = makeOwner(id, gen & 0xffff || 1);
-        // Take it first, then check it is the buffer the record meant (its epoch): checking first would
-        // let a stale record steal a buffer reallocated in between. The sender holds it, or its transit
-        // owner does (the sender died since), or, when re-handling a record, our predecessor's claim was
-        // moved to our transit owner, or we hold it already (refused earlier for backpressure).
-        let from = makeOwner(sender, current.srcGen & 0xffff || 1);
-        if (!pools.transfer(buf, from, owner)) {
-          from = makeOwner(sender, 0);
-          if (!pools.transfer(buf, from, owner)) {
-            if (!replaying) return false;
-            from = transitOwner;
-            if (!pools.transfer(buf, from, owner)) return pools.ownerOf(buf) === owner && pools.epochOf(buf) === e;
-          }
+        if (pools.claimFrom(buf, epoch, ENDPOINT_ID[current.from], current.srcGen, owner)) return true;
+        if (!replaying) return false;
+        // Re-handling a record: our predecessor's claim was moved to our transit owner when it died
+        // (transit owners carry generation 0), or we hold it already (refused earlier for backpressure).
+        if (pools.transfer(buf, transitOwner, owner)) {
+          if (pools.epochOf(buf) === epoch >>> 0) return true;
+          pools.transfer(buf, owner, transitOwner);
+          return false;
         }
-        if (pools.epochOf(buf) === e) return true;
-        pools.transfer(buf, owner, from);
-        return false;
+        return pools.ownerOf(buf) === owner && pools.epochOf(buf) === epoch >>> 0;
       },
     };
     contexts.push(ctx);

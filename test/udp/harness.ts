@@ -448,16 +448,7 @@ export class FakeShimHost implements ShimHost {
     this.handlers.set(type, fn);
   }
   claim(buf: number, epoch: number, from: Endpoint, srcGen: number): boolean {
-    const pools = this.net.pools;
-    const id = ENDPOINT_ID[from];
-    let prev = makeOwner(id, srcGen & 0xffff || 1);
-    if (!pools.transfer(buf, prev, this.owner)) {
-      prev = makeOwner(id, 0);
-      if (!pools.transfer(buf, prev, this.owner)) return false;
-    }
-    if (pools.epochOf(buf) === epoch >>> 0) return true;
-    pools.transfer(buf, this.owner, prev);
-    return false;
+    return this.net.pools.claimFrom(buf, epoch, ENDPOINT_ID[from], srcGen, this.owner);
   }
   /** The pump: every record from udp to its handler, then commit. */
   step(): number {
