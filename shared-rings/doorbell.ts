@@ -65,12 +65,13 @@ export class Doorbell {
   async waitAsync(key: number, timeoutMs: number): Promise<'ok' | 'not-equal' | 'timed-out'> {
     const r = Atomics.waitAsync(this.i32, this.index, key, timeoutMs);
     // A pending Atomics.waitAsync does not keep Node's event loop alive: a finite wait holds a timer
-    // for its duration, so the process does not exit under a waiter that has a deadline.
-    const keep = r.async && Number.isFinite(timeoutMs) ? setTimeout(() => {}, timeoutMs + 1) : null;
+    // until it resolves (an interval, not a one-shot timer of the same length, which can fire first and
+    // let the process exit while V8's own timeout is still pending).
+    const keep = r.async && Number.isFinite(timeoutMs) ? setInterval(() => {}, 1000) : null;
     try {
       return r.async ? await r.value : r.value;
     } finally {
-      if (keep) clearTimeout(keep);
+      if (keep) clearInterval(keep);
       Atomics.sub(this.i32, this.index + 1, 1);
     }
   }
