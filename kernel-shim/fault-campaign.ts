@@ -19,6 +19,13 @@ export interface CampaignOptions {
   payload?: number;
   /** Pause after each recovery before the next fault (ms). */
   settleMs?: number;
+  /**
+   * Wait, after each recovery, until every host has its warm standbys parked again before the next
+   * fault (default true): each fault then meets the stack in its steady state, as a real fault would.
+   * false injects back to back, which measures what happens when standbys run out (a replaced thread
+   * takes a worker start, about 25 ms here, to become a standby again).
+   */
+  rearm?: boolean;
   /** Longest wait for a fault to be repaired (ms) before it counts as not recovered. */
   faultTimeoutMs?: number;
   stack?: StackOptions;
@@ -130,6 +137,7 @@ export async function runFaultCampaign(opts: CampaignOptions): Promise<CampaignR
       recoveredBy.set(server, (recoveredBy.get(server) ?? 0) + 1);
     }
     current = null;
+    if (opts.rearm ?? true) await stack.supervisor.whenArmed(faultTimeoutMs).catch(() => log('standbys not re-armed in time'));
     await new Promise((r) => setTimeout(r, settleMs));
   }
   running = false;

@@ -6,8 +6,9 @@ import type { ServerName } from '../../servers/runtime/topology.js';
 import type { Placement } from '../../servers/runtime/topology.js';
 
 export const FAULTS_USAGE = `keepnet faults --count N [--servers driver,ip,tcp,udp] [--kinds crash,exit,hang,poison]
-               [--placement dedicated|shared] [--in-flight K] [--json]
-  (--in-flight 0: an idle stack, no probe traffic; default 4 probes in flight per server)`;
+               [--placement dedicated|shared] [--in-flight K] [--back-to-back] [--json]
+  (--in-flight 0: an idle stack, no probe traffic; default 4 probes in flight per server)
+  (--back-to-back: do not wait for the warm standbys to be parked again between faults)`;
 
 export async function faultsCommand(args: string[], fail: (msg: string) => never): Promise<void> {
   const { values } = parseArgs({
@@ -18,6 +19,7 @@ export async function faultsCommand(args: string[], fail: (msg: string) => never
       kinds: { type: 'string' },
       placement: { type: 'string' },
       'in-flight': { type: 'string' },
+      'back-to-back': { type: 'boolean' },
       json: { type: 'boolean' },
     },
   });
@@ -36,6 +38,7 @@ export async function faultsCommand(args: string[], fail: (msg: string) => never
       servers,
       kinds,
       inFlight,
+      rearm: values['back-to-back'] !== true,
       stack: { placement },
       onEvent: json ? undefined : (line) => process.stderr.write(`${line}\n`),
     });
