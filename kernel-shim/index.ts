@@ -6,3 +6,5 @@ export { SERVER_NAMES, type ServerName, type Placement } from '../servers/runtim
 export { ShmWire, type ShmWireInit, type ShmWireOptions } from '../servers/driver/shm-wire.js';
 export { DgramApi, Socket as DgramSocket, type RemoteInfo } from './dgram.js';
 export type { NetworkOptions, LinkOption } from './stack-config.js';
+export type { NetModule } from './net.js';
+export { Socket as NetSocket, Server as NetServer } from './net.js';

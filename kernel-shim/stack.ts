@@ -16,6 +16,8 @@ import { resolveNetwork, type NetworkOptions } from './stack-config.js';
 import type { TapDevice } from '../servers/driver/tap-device.js';
 import { PROTOCOL_COUNTERS } from '../servers/registry.js';
 import { DgramApi } from './dgram.js';
+import { createNet, type NetModule } from './net.js';
+import { ShmTcpChannel } from './tcp-shm-channel.js';
 import { checksum } from '../servers/wire/checksum.js';
 import { HDR_DST_GEN, HDR_SRC_GEN, MSG, PROBE } from '../servers/runtime/messages.js';
 import { createStackMemory, StackMemory, type StackMemoryOptions } from '../servers/runtime/stack-memory.js';
@@ -56,6 +58,10 @@ export class Stack extends EventEmitter implements ShimHost {
   readonly supervisor: Supervisor;
   /** Node's dgram API on this stack: `stack.dgram.createSocket('udp4')`. */
   readonly dgram: DgramApi;
+  /** Node's net API on this stack: `stack.net.createServer()`, `stack.net.connect()`. */
+  readonly net: NetModule;
+  /** The shim's side of the tcp server (requests, wake-ups, the shared socket buffers). */
+  readonly tcpChannel: ShmTcpChannel;
   /** A TAP device this stack opened (closed with the stack). */
   private readonly tap: TapDevice | null;
   private readonly out_ = new Map<Endpoint, RingProducer>();
@@ -91,6 +97,8 @@ export class Stack extends EventEmitter implements ShimHost {
     }
     this.handle(MSG.PROBE, (from, ring) => this.receiveProbe(from, ring));
     this.dgram = new DgramApi(this);
+    this.tcpChannel = new ShmTcpChannel(this, this.memory.init.state.tcp);
+    this.net = createNet(this.tcpChannel);
     for (const from of this.memory.inputsOf('shim')) {
       this.inputs.push({ from, ring: new RingConsumer(this.memory.ring(from, 'shim'), { doorbell: this.bell }) });
     }
@@ -290,6 +298,7 @@ export class Stack extends EventEmitter implements ShimHost {
     this.bell.ring();
     Atomics.notify(this.bell.i32, this.bell.index);
     this.dgram.close();
+    this.tcpChannel.close();
     await this.pumping;
     for (const [id, p] of this.pending) {
       if (p.timer) clearTimeout(p.timer);

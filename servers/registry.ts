@@ -16,12 +16,14 @@ export const SERVER_MODULES: Readonly<Record<ServerName, ServerModule>> = {
 import { readIpCounters } from './ip/engine.js';
 import { DriverCounters } from './driver/counters.js';
 import { udpCounters } from './udp/socket-table.js';
+import { tcpCounters } from './tcp/counters.js';
 
 /** Each server's protocol counters (drops by reason and events), read from its shared state. */
 export const PROTOCOL_COUNTERS: Readonly<Partial<Record<ServerName, (state: SharedArrayBuffer) => Record<string, number>>>> = {
   driver: (state) => nonZero(DriverCounters.attach(state).c.snapshot()),
   ip: readIpCounters,
   udp: (state) => nonZero(udpCounters(state)),
+  tcp: tcpCounters,
 };
 
 function nonZero(r: Record<string, number>): Record<string, number> {

@@ -3,20 +3,23 @@
  * SIGINT or SIGTERM, serving the built-in services asked for. On exit it prints its counters; with
  * --json, as one JSON object on the last line of stdout.
  *
- * Services (UDP): echo (RFC 862, port 7) and discard (RFC 863, port 9).
+ * Services: echo (RFC 862, port 7) and discard (RFC 863, port 9), each on UDP and TCP; http (TCP port
+ * 80: GET /bytes/N, POST /sha256; see services/tcp-services.ts).
  */
 import { parseArgs } from 'node:util';
 import { Stack } from '../../kernel-shim/stack.js';
 import type { Socket } from '../../kernel-shim/dgram.js';
 import { SERVER_NAMES } from '../../servers/runtime/topology.js';
+import { startTcpService, type NetLike } from '../services/tcp-services.js';
+import type { Server } from 'node:net';
 
 export const TAP_USAGE = `keepnet tap --dev NAME [--netns NS] --address A.B.C.D/P [--gateway G] [--mtu N] [--pcap FILE]
-            [--serve echo,discard] [--json]`;
+            [--serve echo,discard,http] [--json]`;
 
-const SERVICES = ['echo', 'discard'] as const;
+const SERVICES = ['echo', 'discard', 'http'] as const;
 type Service = (typeof SERVICES)[number];
 
-function startService(stack: Stack, service: Service): Socket {
+function startUdpService(stack: Stack, service: 'echo' | 'discard'): Socket {
   const sock = stack.dgram.createSocket('udp4');
   if (service === 'echo') {
     sock.on('message', (msg, rinfo) => sock.send(msg, rinfo.port, rinfo.address));
@@ -88,10 +91,13 @@ export async function tapCommand(args: string[], fail: (msg: string) => never): 
     fail((err as Error).message);
   }
   await stack.start();
-  const sockets = serve.map((s) => startService(stack, s));
+  const sockets = serve.filter((s) => s !== 'http').map((s) => startUdpService(stack, s as 'echo' | 'discard'));
+  const servers: Server[] = [];
+  for (const s of serve) servers.push(await startTcpService(stack.net as unknown as NetLike, s));
   if (!values.json) process.stderr.write(`keepnet: ${values.address} on ${values.dev}${values.netns ? ` (netns ${values.netns})` : ''}, serving ${serve.join(', ') || 'nothing'}; Ctrl-C to stop\n`);
   await stopped;
   for (const s of sockets) s.close();
+  for (const s of servers) s.close();
   const report = exitReport(stack);
   await stack.close();
   process.stdout.write(values.json ? JSON.stringify(report) + '\n' : JSON.stringify(report, null, 2) + '\n');

@@ -9,6 +9,7 @@ import { Pools, type PoolsInit } from '../../shared-rings/pools.js';
 import { Ring, type RingRegion } from '../../shared-rings/ring.js';
 import { Doorbell } from '../../shared-rings/doorbell.js';
 import { ShmWire } from '../driver/shm-wire.js';
+import { TcpLayout, type TcpLayoutOptions } from '../tcp/layout.js';
 import { C, ControlBlock } from './control.js';
 import { Counters } from './counters.js';
 import { LINKS, SERVER_NAMES, hostsFor, linkName, type Endpoint, type Placement, type ServerName } from './topology.js';
@@ -40,8 +41,11 @@ export interface StackConfig {
   pcap?: string;
 }
 
-/** Bytes of shared state each server keeps across its restarts (its tables live here, not in its heap). */
-export const STATE_BYTES: Readonly<Record<ServerName, number>> = { driver: 4096, ip: 8192, tcp: 1 << 20, udp: 1 << 18 };
+/**
+ * Bytes of shared state each server keeps across its restarts (its tables live here, not in its heap).
+ * tcp's is sized by its connection table and buffers (tcp/layout.ts).
+ */
+export const STATE_BYTES: Readonly<Record<Exclude<ServerName, 'tcp'>, number>> = { driver: 4096, ip: 8192, udp: 1 << 18 };
 
 export interface StackMemoryOptions {
   config?: StackConfig;
@@ -56,6 +60,8 @@ export interface StackMemoryOptions {
   bigBufferSize?: number;
   /** Use a manual (fake) clock page, for tests. */
   manualClock?: boolean;
+  /** The tcp server's connection table: connections and per-connection buffer bytes. */
+  tcp?: TcpLayoutOptions;
 }
 
 /** Everything a thread needs to attach: plain data and SharedArrayBuffers (structured-clonable). */
@@ -86,7 +92,9 @@ export function createStackMemory(opts: StackMemoryOptions = {}): StackMemoryIni
   const capacity = opts.ringCapacity ?? 1 << 18;
   const rings: Record<string, RingRegion> = {};
   for (const [from, to] of LINKS) rings[linkName(from, to)] = Ring.create({ capacity });
-  const state = Object.fromEntries(SERVER_NAMES.map((n) => [n, new SharedArrayBuffer(STATE_BYTES[n])])) as Record<ServerName, SharedArrayBuffer>;
+  const state = Object.fromEntries(
+    SERVER_NAMES.map((n) => [n, n === 'tcp' ? TcpLayout.create(opts.tcp) : new SharedArrayBuffer(STATE_BYTES[n])]),
+  ) as Record<ServerName, SharedArrayBuffer>;
   return {
     clock,
     pools,
