@@ -7,13 +7,14 @@
 import { parseArgs } from 'node:util';
 import { benchRings, formatRingBench } from '../bench/rings.js';
 import { faultsCommand, FAULTS_USAGE } from './commands/faults.js';
-import { demoCommand } from './commands/demo.js';
+import { demoCommand, DEMO_USAGE } from './commands/demo.js';
 import { tapCommand, TAP_USAGE } from './commands/tap.js';
 
 const USAGE = `usage: keepnet <command> [options]
 
 commands:
-  demo [--rounds N] [--json]         crash-recovery demo: faults in every server under traffic
+  demo ...                           the live crash-recovery demo (what npm start runs):
+    ${DEMO_USAGE}
   bench rings [--json] [--scale X]   ring, postMessage and packet-pool throughput and latency
   tap --dev NAME --address A/P ...   attach a stack to a TAP device and serve until SIGINT/SIGTERM:
     ${TAP_USAGE}

@@ -25,8 +25,6 @@
  *   - No IPC (path), file descriptors or handles: ERR_INVALID_ARG_VALUE, thrown.
  *   - listen() reaches the stack asynchronously, so address() is null and `listening` false until
  *     'listening' (Node binds synchronously for an IP or no host; for a name it is asynchronous too).
- *   - A reset or a timeout on an established connection is reported at once ('error' read ECONNRESET),
- *     even while the socket is paused (Node notices it at its next read).
  *   - ref()/unref() return this and do nothing; the stack keeps its own event-loop handles.
  */
 import { EventEmitter } from 'node:events';
@@ -236,6 +234,8 @@ export class Socket extends Duplex {
   #pausedByUser = false;
   #eofPushed = false;
   #pullScheduled = false;
+  /** The connection failed: reported by the next read or write (as libuv finds it). */
+  #failure: TcpErrorCode | null = null;
   #pendingWrite: PendingWrite | null = null;
   /** A write waiting for 'connect' (for bytesWritten, as Node's _pendingData). */
   #pendingData: { chunk: Buffer | string; encoding: BufferEncoding } | null = null;
@@ -345,6 +345,7 @@ export class Socket extends Duplex {
     this.#reading = false;
     this.#pendingWrite = null;
     this.#resetAndClosing = false;
+    this.#failure = null;
     (this as unknown as { _undestroy(): void })._undestroy();
   }
 
@@ -490,10 +491,23 @@ export class Socket extends Duplex {
       this.destroy(ex);
       return;
     }
-    // libuv reads until the error: what arrived before the reset is delivered first.
-    if (this.#reading) this.#pull();
-    if (this.destroyed) return;
-    this.destroy(E.errnoException(code, code === 'EPIPE' ? 'write' : 'read'));
+    // As libuv: a read in progress sees the error after the bytes that came before it; else a write
+    // in progress sees it; a socket that neither reads (paused, or its readable buffer full) nor
+    // writes finds it at its next read or write.
+    if (this.#failure === null) this.#failure = code;
+    if (this.#reading && !this.#held()) this.#pull();
+    else if (this.#pendingWrite !== null) this.#fail('write');
+  }
+
+  /** Report the connection's error, as the read or write that met it. */
+  #fail(syscall: 'read' | 'write'): void {
+    const code = this.#failure as TcpErrorCode;
+    this.destroy(E.errnoException(code, code === 'EPIPE' ? 'write' : syscall));
+  }
+
+  /** pause() holds the bytes in the receive buffer (a 'readable' consumer still reads). */
+  #held(): boolean {
+    return this.#pausedByUser && this.listenerCount('readable') === 0;
   }
 
   /** The stack released the connection on its own (we detach our handler when we close it). */
@@ -523,7 +537,7 @@ export class Socket extends Duplex {
     if (conn === null || this.connecting) return;
     let reads = 0;
     while (this.#reading && this.#conn === conn && !this.destroyed) {
-      if (!force && this.#pausedByUser && this.listenerCount('readable') === 0) return;
+      if (!force && this.#held()) return;
       const avail = conn.readable;
       if (avail > 0) {
         if (++reads > READS_PER_PASS) {
@@ -542,6 +556,10 @@ export class Socket extends Duplex {
         this.#refreshTimer();
         if (!this.push(buf)) this.#reading = false;
         continue;
+      }
+      if (this.#failure !== null) {
+        this.#fail('read');
+        return;
       }
       if (conn.eof && !this.#eofPushed) {
         this.#eofPushed = true;
@@ -596,7 +614,8 @@ export class Socket extends Duplex {
     }
     this.#refreshTimer();
     this.#pendingWrite = { buf: typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk, off: 0, cb };
-    this.#flushWrite();
+    if (this.#failure !== null) this.#fail('write');
+    else this.#flushWrite();
   }
 
   /** Copy the pending chunk into the send buffer; its callback runs once every byte is in. */

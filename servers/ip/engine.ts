@@ -241,7 +241,7 @@ export class IpEngine {
       case 'icmp-error': {
         const ic = r.icmp;
         const target = ic.innerProtocol === IPPROTO_UDP ? 'udp' : ic.innerProtocol === IPPROTO_TCP ? 'tcp' : null;
-        if (target) this.icmpErrorUp(target, ic.type, ic.code, ic.innerProtocol, ic.innerSrc, ic.innerDst, ic.innerSrcPort, ic.innerDstPort, ic.mtu, r.src);
+        if (target) this.icmpErrorUp(target, ic.type, ic.code, ic.innerProtocol, ic.innerSrc, ic.innerDst, ic.innerSrcPort, ic.innerDstPort, ic.mtu, r.src, ic.innerSeq);
         else this.count('drop:icmp-unsupported');
         pools.free(buf, this.ctx.owner);
         return;
@@ -308,7 +308,7 @@ export class IpEngine {
     out.commit();
   }
 
-  private icmpErrorUp(target: 'udp' | 'tcp', type: number, code: number, proto: number, src: number, dst: number, sport: number, dport: number, mtu: number, reporter: number): void {
+  private icmpErrorUp(target: 'udp' | 'tcp', type: number, code: number, proto: number, src: number, dst: number, sport: number, dport: number, mtu: number, reporter: number, seq = 0): void {
     const out = this.ctx.out.get(target)!;
     const o = out.reserve(D.ICMP_ERR_BYTES, DATA_MSG.ICMP_ERR);
     if (o < 0) {
@@ -330,6 +330,7 @@ export class IpEngine {
     b[o + D.E_MTU] = mtu;
     b[o + D.E_MTU + 1] = mtu >>> 8;
     wr32(b, o + D.E_REPORTER, reporter);
+    wr32(b, o + D.E_SEQ, seq);
     out.commit();
     this.count('icmp-errors-up');
   }
@@ -565,7 +566,7 @@ export class IpEngine {
         const l4 = w.ipOff + ihl;
         if (proto === IPPROTO_UDP || proto === IPPROTO_TCP) {
           const src = r32be(b, w.ipOff + 12);
-          this.icmpErrorUp(proto === IPPROTO_UDP ? 'udp' : 'tcp', 3, 1, proto, src, p.failedIps[i], (b[l4] << 8) | b[l4 + 1], (b[l4 + 2] << 8) | b[l4 + 3], 0, src);
+          this.icmpErrorUp(proto === IPPROTO_UDP ? 'udp' : 'tcp', 3, 1, proto, src, p.failedIps[i], (b[l4] << 8) | b[l4 + 1], (b[l4 + 2] << 8) | b[l4 + 3], 0, src, proto === IPPROTO_TCP ? r32be(b, l4 + 4) : 0);
         }
       }
       pools.free(h, ctx.owner);

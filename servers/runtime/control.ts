@@ -17,6 +17,7 @@
  *   CRASH_LEN   bytes of UTF-8 crash text (message + stack) in the text area (host)
  *   BELL, BELL+1  the host's doorbell: every ring into this host's servers rings it
  *   THREAD_ID   the worker's threadId (host)
+ *   OS_TID      the worker's OS thread id (host; Linux), for /proc/self/task/TID/schedstat
  *   CRASH_GEN   the incarnation that wrote the crash record (so a dying predecessor's late words are
  *               never taken for its successor's)
  *   SERVING     Float64 at word SERVING (8-aligned): central-clock us when this incarnation began serving
@@ -41,6 +42,8 @@ export const C = Object.freeze({
   CRASH_GEN: 15,
   SERVING: 16,
   CRASH_SEQ: 18,
+  /** The host thread's OS thread id (Linux), 0 if unknown: the supervisor reads its scheduler stats. */
+  OS_TID: 20,
 });
 export const HostState = Object.freeze({ IDLE: 0, BUSY: 1, PARKED: 2, STOPPED: 3 });
 export const FAULT = Object.freeze({ NONE: 0, CRASH: 1, EXIT: 2, HANG: 3 });

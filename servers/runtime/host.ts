@@ -19,6 +19,7 @@
  * block, then the thread exits so the next incarnation gets a fresh isolate (the supervisor re-runs the
  * task on the warm standby thread).
  */
+import { readlinkSync } from 'node:fs';
 import { isMainThread, threadId } from 'node:worker_threads';
 import { makeOwner } from '../../shared-rings/pool.js';
 import { RingConsumer, RingProducer } from '../../shared-rings/ring.js';
@@ -56,7 +57,17 @@ interface Input {
   head: number;
 }
 
-const BEAT_EVERY = 32;
+/** Records between heartbeats while draining rings (a beat is one uncontended atomic add). */
+const BEAT_EVERY = 4;
+
+/** This thread's OS thread id (Linux: /proc/thread-self -> PID/task/TID), 0 elsewhere. */
+const OS_TID = ((): number => {
+  try {
+    return Number(/task\/(\d+)$/.exec(readlinkSync('/proc/thread-self'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+})();
 const MAX_PARK_MS = 1000;
 /** Incarnations one thread may run (after thrown errors) before it exits for a fresh isolate. */
 const SOFT_RESTARTS_PER_THREAD = 8;
@@ -140,7 +151,7 @@ export default function hostTask(task: HostTask): HostResult {
  */
 function rehearse(hosts: ServerName[][], host: number): void {
   try {
-    const mem = new StackMemory(createStackMemory({ placement: hosts, ringCapacity: 1024, poolBuffers: 8, poolBufferSize: 256, bigBuffers: 2, bigBufferSize: 4096 }));
+    const mem = new StackMemory(createStackMemory({ placement: hosts, ringCapacity: 1024, poolBuffers: 8, poolBufferSize: 256, bigBuffers: 2, bigBufferSize: 4096, tcp: { maxConnections: 2, bufferBytes: 4096 } }));
     mem.control(host).set(C.STOP, 1);
     for (let i = 0; i < 3; i++) runHost(mem, host, 1);
   } catch {
@@ -211,6 +222,7 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
   }
 
   cb.set(C.THREAD_ID, threadId);
+  cb.set(C.OS_TID, OS_TID);
   cb.set(C.STATE, HostState.BUSY);
   Atomics.add(cb.i32, C.BEAT, 1);
 

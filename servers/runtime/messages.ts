@@ -87,6 +87,8 @@ export const POISON_BYTES = HEADER_BYTES;
  * ICMP_ERR (ip -> udp/tcp): an ICMP error about a packet this host sent.
  *   [8] type u8  [9] code u8  [10] proto u8  [12] src  [16] dst  (of the original packet)
  *   [20] srcPort u16  [22] dstPort u16  [24] mtu u16 (fragmentation needed)  [28] reporter (address)
+ *   [32] seq u32 (TCP: the quoted segment's sequence number, so tcp can ignore forged or stale reports,
+ *   RFC 5927 §4.1; 0 when not known)
  */
 export const DATA_MSG = Object.freeze({
   FRAME: 0x110,
@@ -132,7 +134,8 @@ export const D = Object.freeze({
   E_DPORT: 22,
   E_MTU: 24,
   E_REPORTER: 28,
-  ICMP_ERR_BYTES: 32,
+  E_SEQ: 32,
+  ICMP_ERR_BYTES: 36,
 });
 
 export const FRAME_CSUM_OK = 1;

@@ -20,6 +20,7 @@
  * the task is the supervisor's job, which is what it wants to decide anyway.)
  */
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { makeOwner } from '../../shared-rings/pool.js';
@@ -94,6 +95,10 @@ interface Host {
   monitor: HangMonitor;
   policy: RestartPolicy;
   hangVerdict: boolean;
+  /** Scheduler stats of the host thread when it was last seen beating (see starvedNotHung). */
+  sched: { atUs: number; runNs: number; waitNs: number } | null;
+  /** Silence excused as starvation so far in the current suspicion (us). */
+  starvedUs: number;
   injectedAtUs: number | null;
   verdictAtUs: number;
   /** The last incarnation a verdict was given on. */
@@ -112,6 +117,26 @@ interface Host {
   servingWaiters: (() => void)[];
   /** Faults injected while the host was not serving, applied when it serves again. */
   pendingFaults: { server: ServerName; kind: FaultKind }[];
+}
+
+/** How often (at most) the scheduler stats of a busy, beating host thread are sampled. */
+const SCHED_SNAPSHOT_US = 10_000;
+/** CPU a thread may use without beating before its silence is a hang, whatever the load (ns). */
+const HUNG_RUN_NS = 25_000_000;
+/** Longest silence excused as starvation in a row (us). */
+const STARVE_MAX_US = 2_000_000;
+
+/** A thread's time on the CPU and waiting on a run queue (ns), from Linux's schedstat; null elsewhere. */
+function readSchedstat(tid: number): { runNs: number; waitNs: number } | null {
+  if (!(tid > 0)) return null;
+  try {
+    const [run, wait] = readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ');
+    const runNs = Number(run);
+    const waitNs = Number(wait);
+    return Number.isFinite(runNs) && Number.isFinite(waitNs) ? { runNs, waitNs } : null;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -171,6 +196,8 @@ export class Supervisor extends EventEmitter {
       monitor: new HangMonitor(opts.hang),
       policy: new RestartPolicy({ ...opts.restart, random }),
       hangVerdict: false,
+      sched: null,
+      starvedUs: 0,
       injectedAtUs: null,
       verdictAtUs: 0,
       deadGen: 0,
@@ -423,6 +450,8 @@ export class Supervisor extends EventEmitter {
     }
     h.state = 'serving';
     h.threadId = h.cb.get(C.THREAD_ID);
+    h.sched = null; // a new thread (or a new incarnation on it): its scheduler stats start afresh
+    h.starvedUs = 0;
     for (const w of h.servingWaiters.splice(0)) w();
     const pending = h.pendingFaults.shift();
     if (pending) this.applyFault(h, pending.server, pending.kind);
@@ -456,6 +485,32 @@ export class Supervisor extends EventEmitter {
     for (const name of h.names) reclaimed += pools.reclaim(makeOwner(ENDPOINT_ID[name], gen & 0xffff || 1));
     return reclaimed;
   }
+
+  /**
+   * A silent, busy thread is hung only if it had the CPU and did not beat, or could not run for a
+   * reason of its own (blocked). On 2 cores with more runnable threads than cores, a thread can wait
+   * on the run queue for longer than the detector's threshold: that is starvation, not a hang (the
+   * issue: no false suspicion under 2-core contention). The kernel's per-thread scheduler stats tell
+   * them apart: since the thread was last seen beating, a hung loop has run (it burns its share of
+   * the CPU without beating), a starved thread has waited on the run queue without running, and a
+   * blocked thread has done neither. Starvation is excused for at most STARVE_MAX_US in a row.
+   */
+  private starvedNotHung(h: Host, now: number): boolean {
+    const before = h.sched;
+    if (!before || h.starvedUs >= STARVE_MAX_US) return false;
+    const st = readSchedstat(h.cb.get(C.OS_TID));
+    if (!st) return false;
+    const elapsedNs = (now - before.atUs) * 1000;
+    const ranNs = st.runNs - before.runNs;
+    const waitedNs = st.waitNs - before.waitNs;
+    if (ranNs >= HUNG_RUN_NS || waitedNs < elapsedNs / 2) return false;
+    h.starvedUs += now - before.atUs;
+    this.starvationExcused++;
+    return true;
+  }
+
+  /** Hang verdicts withheld because the silent thread was starved of CPU, not hung (all time). */
+  starvationExcused = 0;
 
   /** The verdict "hung": terminate the thread (via its task's abort signal), and note when it is gone. */
   private killHung(h: Host, s: { phi: number; silenceUs: number }): void {
@@ -495,7 +550,17 @@ export class Supervisor extends EventEmitter {
       if (h.state !== 'serving' || h.hangVerdict) continue;
       if (h.crashLooping && h.policy.onHealthy(now)) h.crashLooping = false;
       const s = h.monitor.sample(now, h.cb.get(C.BEAT), state, lagUs);
-      if (s.verdict === 'hung') {
+      if (s.verdict === 'ok') {
+        h.starvedUs = 0;
+        // Remember how much CPU the thread had when it was last seen beating (at most every 10 ms).
+        if (state === HostState.BUSY && (h.sched === null || now - h.sched.atUs > SCHED_SNAPSHOT_US)) {
+          const st = readSchedstat(h.cb.get(C.OS_TID));
+          h.sched = st ? { atUs: now, runNs: st.runNs, waitNs: st.waitNs } : null;
+        }
+      } else if (s.verdict === 'hung' && this.starvedNotHung(h, now)) {
+        h.monitor.rearm(now);
+        this.emit('suspect', { servers: h.names, phi: s.phi, silenceMs: s.silenceUs / 1000, starved: true });
+      } else if (s.verdict === 'hung') {
         this.killHung(h, s);
       } else if (s.verdict === 'suspect') {
         this.emit('suspect', { servers: h.names, phi: s.phi, silenceMs: s.silenceUs / 1000 });

@@ -15,6 +15,7 @@ export const TCP_COUNTERS = [
   'connects', // active opens
   'listens',
   'closed', // connections released
+  'tw-recycled', // TIME_WAIT connections that gave their slot to a new one (the table was full)
   'timers', // timer expiries handled
   'tx-recovered', // transactions undone after a restart
   'notify-retried', // NOTIFY records that waited for room in the ring to the shim
@@ -29,6 +30,9 @@ export const TCP_COUNTERS = [
   'drop:stale-conn', // a request for a connection that no longer exists
   'drop:unknown',
   'icmp',
+  'syncookies-sent', // SYN-ACKs with a SYN cookie, sent instead of dropping a SYN (the backlog was full)
+  'syncookies-ok', // connections made from a valid cookie in the handshake's last ACK
+  'syn-evicted', // embryonic (SYN_RECEIVED) children evicted to make room for a cookie connection
 ] as const;
 export type TcpCounterName = (typeof TCP_COUNTERS)[number];
 export const TC = Object.freeze(Object.fromEntries(TCP_COUNTERS.map((n, i) => [n, i])) as Record<TcpCounterName, number>);

@@ -29,7 +29,7 @@ import type { ServerContext, ServerModule } from '../runtime/server.js';
 import type { Endpoint } from '../runtime/topology.js';
 import type { RingProducer } from '../../shared-rings/ring.js';
 import { IPPROTO_TCP } from '../wire/ipv4.js';
-import { TcpRepr, TcpView } from '../wire/tcp.js';
+import { TCP_ACK, TCP_RST, TCP_SYN, TcpRepr, TcpView } from '../wire/tcp.js';
 import { OP, OPTF_KEEPALIVE, OPTF_NODELAY, T, TCP_MSG, TERR, rdU16, wr16 } from './api.js';
 import { ConnTable } from './conn-table.js';
 import { TC } from './counters.js';
@@ -74,6 +74,12 @@ interface Shell {
   prefix: number;
   mss: number;
   counters: Float64Array;
+  /** SYN cookies: the ISS the core gets from io.isn() while set, and output swallowed while muted. */
+  isnOverride: boolean;
+  isnValue: number;
+  muted: boolean;
+  /** Scratch: the SYN a cookie stands for. */
+  synRepr: TcpRepr;
 }
 
 const shells = new WeakMap<ServerContext, Shell>();
@@ -122,6 +128,7 @@ function makeIo(s: Shell): core.TcpIo {
       else s.bBits |= bits;
     },
     isn(t: Tcb): number {
+      if (s.isnOverride) return s.isnValue;
       const f = tcbFacts;
       const h = createHash('sha256')
         .update(s.secret)
@@ -139,6 +146,7 @@ function makeIo(s: Shell): core.TcpIo {
 
 /** Build and send one segment; false if it could not be (pool or ring full): the core counts it lost. */
 function emit(s: Shell, seg: core.OutSeg, slot: number, t: Tcb | null): boolean {
+  if (s.muted) return true; // rebuilding a cookie connection: its SYN-ACK went out long ago
   const ctx = s.ctx;
   const pools = ctx.pools;
   const r = s.outRepr;
@@ -375,6 +383,10 @@ export const tcpServer: ServerModule = {
       prefix: iface?.prefix ?? 32,
       mss: (iface?.mtu ?? 1500) - 40,
       counters: v.counters,
+      isnOverride: false,
+      isnValue: 0,
+      muted: false,
+      synRepr: new TcpRepr(),
     };
     s.io = makeIo(s);
     shells.set(ctx, s);
@@ -536,13 +548,17 @@ function noConnection(s: Shell, r: TcpRepr, src: number, dst: number): void {
 
 function toListener(s: Shell, lslot: number, r: TcpRepr, data: Uint8Array, src: number, dst: number): void {
   const table = s.table;
-  if (!core.isPlainSyn(r)) return noConnection(s, r, src, dst);
+  if (!core.isPlainSyn(r)) {
+    if (cookieAck(s, lslot, r, data, src, dst)) return;
+    return noConnection(s, r, src, dst);
+  }
   if (table.get(lslot, M.PENDING) >= table.get(lslot, M.BACKLOG)) {
-    // Linux drops a SYN when the accept queue is full: the peer retries.
-    count(s, TC['drop:backlog']);
+    // The backlog is full (a SYN flood, or an application not accepting): answer with a SYN cookie
+    // instead of keeping state (RFC 4987 §3.6); the connection is made when its last ACK returns it.
+    sendCookie(s, lslot, r, data, src, dst);
     return;
   }
-  const child = table.alloc(KIND_CONN, dst, r.dstPort, src, r.srcPort);
+  const child = allocConn(s, dst, r.dstPort, src, r.srcPort);
   if (child < 0) {
     count(s, TC['drop:no-listener-slot']);
     return;
@@ -557,6 +573,10 @@ function toListener(s: Shell, lslot: number, r: TcpRepr, data: Uint8Array, src: 
   tcbCopy(t, s.pristine);
   tcbConfigure(t, { localAddr: dst, localPort: r.dstPort, remoteAddr: src, remotePort: r.srcPort, mss: mssFor(s, src), rcvBuf: s.v.layout.bufBytes });
   s.io.nowUs = s.ctx.clock.nowUs();
+  // The child's shared words first: the SYN-ACK's window comes from them (recvLimit), and they still
+  // hold the slot's previous occupant's counts. (If the SYN is refused the slot goes back to the free
+  // list and nobody reads them.)
+  initSock(s, child, dst, r.dstPort, src, r.srcPort);
   if (!core.listenInput(l, t, r, data, s.io)) {
     s.tx.abort();
     count(s, TC['drop:segment']);
@@ -565,8 +585,196 @@ function toListener(s: Shell, lslot: number, r: TcpRepr, data: Uint8Array, src: 
   table.set(child, M.PARENT, lslot + 1);
   table.set(lslot, M.PENDING, table.get(lslot, M.PENDING) + 1);
   store(s, lslot, l);
-  initSock(s, child, dst, r.dstPort, src, r.srcPort);
   finish(s, child, t, s.aBits);
+}
+
+/**
+ * A slot for a new connection. When the table is full, the TIME_WAIT connection closest to its end
+ * (and already released by the application) gives its slot up: a busy server must not be refused for
+ * 60 s of TIME_WAIT (Linux bounds them with tcp_max_tw_buckets and drops the excess the same way).
+ */
+function allocConn(s: Shell, laddr: number, lport: number, raddr: number, rport: number): number {
+  const table = s.table;
+  const slot = table.alloc(KIND_CONN, laddr, lport, raddr, rport);
+  if (slot >= 0) return slot;
+  let victim = -1;
+  let best = Infinity;
+  const t = s.b;
+  for (let i = 0; i < s.v.layout.maxConns; i++) {
+    if (table.kind(i) !== KIND_CONN || table.get(i, M.APP_CLOSED) !== 1) continue;
+    load(s, i, t);
+    if (t.state !== core.TIME_WAIT) continue;
+    const d = table.get(i, M.DEADLINE);
+    if (d < best) {
+      best = d;
+      victim = i;
+    }
+  }
+  if (victim < 0) return -1;
+  table.free(victim);
+  count(s, TC['tw-recycled']);
+  Atomics.store(s.v.sock, victim * SW.WORDS + SW.GEN, 0);
+  return table.alloc(KIND_CONN, laddr, lport, raddr, rport);
+}
+
+// ---- SYN cookies (RFC 4987 §3.6, as Linux's): stateless SYN-ACKs when a listener's backlog is full ----
+//
+// ISS = count(8 bits) << 24 | (H(secret, four-tuple, peer ISN, count) + mss index) mod 2^24, with count
+// the 64 s period of the central clock (so cookies stay valid across tcp restarts). A cookie SYN-ACK
+// offers no window scaling, SACK or timestamps (they could not be remembered); the MSS goes in the
+// index. An ACK reaching a listener with a valid cookie of this or the previous period makes the
+// connection: the SYN it stands for is replayed through the core (output muted), then the ACK.
+
+const COOKIE_PERIOD_US = 64_000_000;
+const COOKIE_MSS = [216, 536, 1200, 1360, 1440, 1460, 4312, 8960] as const;
+
+function cookieHash(s: Shell, laddr: number, lport: number, raddr: number, rport: number, peerIsn: number, period: number): number {
+  const h = createHash('sha256')
+    .update(s.secret)
+    .update(Uint32Array.of(laddr, lport, raddr, rport, peerIsn, period, 0x636b6965))
+    .digest();
+  return h.readUInt32LE(0) & 0xffffff;
+}
+
+function makeCookie(s: Shell, r: TcpRepr, src: number, dst: number, nowUs: number): { iss: number; mss: number } {
+  const period = Math.floor(nowUs / COOKIE_PERIOD_US) & 0xff;
+  const peerMss = r.mss > 0 ? r.mss : 536;
+  let idx = 0;
+  while (idx + 1 < COOKIE_MSS.length && COOKIE_MSS[idx + 1] <= peerMss) idx++;
+  const h = cookieHash(s, dst, r.dstPort, src, r.srcPort, r.seqNum >>> 0, period);
+  return { iss: ((period << 24) | ((h + idx) & 0xffffff)) >>> 0, mss: COOKIE_MSS[idx] };
+}
+
+/** The MSS a cookie ACK stands for, or 0 if it is not a valid cookie. */
+function checkCookie(s: Shell, r: TcpRepr, src: number, dst: number, nowUs: number): number {
+  const iss = (r.ackNum - 1) >>> 0;
+  const peerIsn = (r.seqNum - 1) >>> 0;
+  const now = Math.floor(nowUs / COOKIE_PERIOD_US);
+  for (const p of [now, now - 1]) {
+    const period = p & 0xff;
+    if (p < 0 || iss >>> 24 !== period) continue;
+    const idx = ((iss & 0xffffff) - cookieHash(s, dst, r.dstPort, src, r.srcPort, peerIsn, period)) & 0xffffff;
+    if (idx < COOKIE_MSS.length) return COOKIE_MSS[idx];
+  }
+  return 0;
+}
+
+/** The SYN a cookie answers, without the options a cookie cannot remember. */
+function strippedSyn(s: Shell, r: TcpRepr, peerIsn: number, mss: number, window: number): TcpRepr {
+  const syn = s.synRepr;
+  syn.clearOptions();
+  syn.srcPort = r.srcPort;
+  syn.dstPort = r.dstPort;
+  syn.seqNum = peerIsn >>> 0;
+  syn.ackNum = 0;
+  syn.flags = TCP_SYN;
+  syn.window = window;
+  syn.urgent = 0;
+  syn.mss = mss;
+  syn.payloadOff = 0;
+  syn.payloadLen = 0;
+  return syn;
+}
+
+function sendCookie(s: Shell, lslot: number, r: TcpRepr, data: Uint8Array, src: number, dst: number): void {
+  const nowUs = s.ctx.clock.nowUs();
+  const { iss, mss } = makeCookie(s, r, src, dst, nowUs);
+  const l = s.b;
+  s.bSlot = lslot;
+  s.bBits = 0;
+  load(s, lslot, l);
+  // A scratch child, never stored: its buffer words are read from the listener's slot (all zero).
+  const t = s.a;
+  s.aSlot = lslot;
+  s.aBits = 0;
+  tcbCopy(t, s.pristine);
+  tcbConfigure(t, { localAddr: dst, localPort: r.dstPort, remoteAddr: src, remotePort: r.srcPort, mss: mssFor(s, src), rcvBuf: s.v.layout.bufBytes });
+  s.io.nowUs = nowUs;
+  s.isnOverride = true;
+  s.isnValue = iss;
+  try {
+    if (core.listenInput(l, t, strippedSyn(s, r, r.seqNum >>> 0, mss, r.window), data, s.io)) count(s, TC['syncookies-sent']);
+  } finally {
+    s.isnOverride = false;
+    s.tx.abort(); // nothing of it is kept
+  }
+}
+
+/** An embryonic child of the listener gives its place up (for a connection whose handshake completed). */
+function evictEmbryonic(s: Shell, lslot: number): boolean {
+  const table = s.table;
+  const max = s.v.layout.maxConns;
+  const t = s.b;
+  const start = (Atomics.add(s.v.header, H.PORT_CURSOR, 0) >>> 0) % max;
+  for (let k = 0; k < max; k++) {
+    const i = (start + k) % max;
+    if (table.kind(i) !== KIND_CONN || table.get(i, M.PARENT) !== lslot + 1 || table.get(i, M.READY) !== 0) continue;
+    load(s, i, t);
+    if (t.state !== core.SYN_RECEIVED) continue;
+    leaveBacklog(s, i);
+    table.free(i);
+    Atomics.store(s.v.sock, i * SW.WORDS + SW.GEN, 0);
+    count(s, TC['syn-evicted']);
+    return true;
+  }
+  return false;
+}
+
+/** The last ACK of a cookie handshake: make the connection. False if it carries no valid cookie. */
+function cookieAck(s: Shell, lslot: number, r: TcpRepr, data: Uint8Array, src: number, dst: number): boolean {
+  if ((r.flags & (TCP_ACK | TCP_SYN | TCP_RST)) !== TCP_ACK) return false;
+  const nowUs = s.ctx.clock.nowUs();
+  const mss = checkCookie(s, r, src, dst, nowUs);
+  if (mss === 0) return false;
+  const table = s.table;
+  if (table.get(lslot, M.PENDING) >= table.get(lslot, M.BACKLOG) && !evictEmbryonic(s, lslot)) {
+    // Every place is taken by a connection the application has not accepted yet: drop the ACK
+    // (Linux does too); the peer's next segment carries the cookie again.
+    s.tx.abort();
+    count(s, TC['drop:backlog']);
+    return true;
+  }
+  const child = allocConn(s, dst, r.dstPort, src, r.srcPort);
+  if (child < 0) {
+    s.tx.abort();
+    count(s, TC['drop:no-listener-slot']);
+    return true;
+  }
+  const l = s.b;
+  s.bSlot = lslot;
+  s.bBits = 0;
+  load(s, lslot, l);
+  const t = s.a;
+  s.aSlot = child;
+  s.aBits = 0;
+  tcbCopy(t, s.pristine);
+  tcbConfigure(t, { localAddr: dst, localPort: r.dstPort, remoteAddr: src, remotePort: r.srcPort, mss: mssFor(s, src), rcvBuf: s.v.layout.bufBytes });
+  s.io.nowUs = nowUs;
+  initSock(s, child, dst, r.dstPort, src, r.srcPort);
+  s.isnOverride = true;
+  s.isnValue = (r.ackNum - 1) >>> 0;
+  s.muted = true;
+  let ok = false;
+  try {
+    ok = core.listenInput(l, t, strippedSyn(s, r, (r.seqNum - 1) >>> 0, mss, r.window), data, s.io);
+  } finally {
+    s.isnOverride = false;
+    s.muted = false;
+  }
+  if (!ok) {
+    s.tx.abort();
+    Atomics.store(s.v.sock, child * SW.WORDS + SW.GEN, 0);
+    count(s, TC['drop:segment']);
+    return true;
+  }
+  table.set(child, M.PARENT, lslot + 1);
+  table.set(lslot, M.PENDING, table.get(lslot, M.PENDING) + 1);
+  store(s, lslot, l);
+  const verdict = core.segmentArrives(t, r, data, s.io);
+  if (verdict >= core.DROP_FIRST) count(s, TC['drop:segment']);
+  count(s, TC['syncookies-ok']);
+  finish(s, child, t, s.aBits);
+  return true;
 }
 
 function mssFor(s: Shell, peer: number): number {
@@ -585,7 +793,11 @@ function icmpErr(s: Shell, b: Uint8Array, off: number): boolean {
   const slot = table.exact(src, rdU16(b, off + D.E_SPORT), dst, rdU16(b, off + D.E_DPORT));
   if (slot < 0 || table.kind(slot) !== KIND_CONN) return true;
   const t = beginA(s, slot);
-  core.icmpError(t, b[off + D.E_TYPE], b[off + D.E_CODE], rdU16(b, off + D.E_MTU), s.io);
+  // A report from the network quotes the segment's sequence number: the core ignores it unless it lies
+  // in what we have outstanding (RFC 5927 §4.1). Our own ip's reports (reporter 0: no route, ARP
+  // failure) quote nothing.
+  const fromNet = rd32(b, off + D.E_REPORTER) !== 0;
+  core.icmpError(t, b[off + D.E_TYPE], b[off + D.E_CODE], rdU16(b, off + D.E_MTU), s.io, fromNet ? rd32(b, off + D.E_SEQ) >>> 0 : undefined);
   finish(s, slot, t, s.aBits);
   return true;
 }
@@ -661,7 +873,7 @@ function connect(s: Shell, b: Uint8Array, off: number): boolean {
     reply(s, token, TERR.EADDRINUSE, -1);
     return true;
   }
-  const slot = table.alloc(KIND_CONN, laddr, lport, raddr, rport);
+  const slot = allocConn(s, laddr, lport, raddr, rport);
   if (slot < 0) {
     reply(s, token, TERR.EMFILE, -1);
     return true;

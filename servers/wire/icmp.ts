@@ -165,6 +165,8 @@ export class IcmpRepr {
   /** Error messages quoting TCP or UDP: the quoted ports (0 otherwise). */
   innerSrcPort = 0;
   innerDstPort = 0;
+  /** Error messages quoting TCP: the quoted sequence number (0 otherwise). */
+  innerSeq = 0;
 
   /**
    * 'bad-checksum' (when `verifyChecksum`), 'unsupported' (other types), 'bad-code' (unknown code of
@@ -188,6 +190,7 @@ export class IcmpRepr {
     this.innerProtocol = 0;
     this.innerSrcPort = 0;
     this.innerDstPort = 0;
+    this.innerSeq = 0;
     switch (type) {
       case ICMP_ECHO_REQUEST:
       case ICMP_ECHO_REPLY:
@@ -222,6 +225,7 @@ export class IcmpRepr {
     if (this.innerProtocol === IPPROTO_TCP || this.innerProtocol === IPPROTO_UDP) {
       this.innerSrcPort = readU16(b, off + hl);
       this.innerDstPort = readU16(b, off + hl + 2);
+      if (this.innerProtocol === IPPROTO_TCP) this.innerSeq = readU32(b, off + hl + 4);
     }
     return null;
   }

@@ -19,6 +19,7 @@ import { netnsUnavailableReason, which } from '../helpers/netns.js';
 
 const CLI = fileURLToPath(new URL('../../bin/keepnet.js', import.meta.url));
 const CLIENT = fileURLToPath(new URL('../helpers/udp-echo-client.js', import.meta.url));
+const TCP_PEER = fileURLToPath(new URL('../helpers/tcp-peer.js', import.meta.url));
 
 const PID = process.pid;
 const NS = `kncli-${PID}`;
@@ -222,7 +223,7 @@ t.test('argument errors: exit 2 and a clear message on stderr', async (t) => {
     {
       name: 'unknown service',
       args: ['--dev', DEV, '--netns', NO_NS, '--address', `${STACK_ADDR}/24`, '--serve', 'echo,chargen'],
-      message: /^keepnet: unknown service 'chargen' \(services: echo, discard\)$/m,
+      message: /^keepnet: unknown service 'chargen' \(services: echo, discard, http\)$/m,
     },
     {
       name: 'unknown option',
@@ -253,6 +254,7 @@ if (reason) {
   let cli: Proc | undefined;
   let echo: { sent: number; ok: number; retries: number; mismatched: number } | undefined;
   let discards = 0;
+  let tcpAccepted = 0;
   let report: { servers: Record<string, Record<string, unknown>>; drops: unknown } | undefined;
 
   t.teardown(async () => {
@@ -267,7 +269,7 @@ if (reason) {
     rmSync(PCAP, { force: true });
     await ip(['netns', 'add', NS]);
     await ip(['-n', NS, 'link', 'set', 'lo', 'up']);
-    cli = startCli(['--dev', DEV, '--netns', NS, '--address', `${STACK_ADDR}/24`, '--serve', 'echo,discard', '--pcap', PCAP, '--json']);
+    cli = startCli(['--dev', DEV, '--netns', NS, '--address', `${STACK_ADDR}/24`, '--serve', 'echo,discard,http', '--pcap', PCAP, '--json']);
     await tapUp(cli, DEV);
     // The kernel's end is the TAP itself.
     await ip(['-n', NS, 'addr', 'add', `${KERNEL_ADDR}/24`, 'dev', DEV]);
@@ -304,6 +306,16 @@ if (reason) {
     discards = 5;
   });
 
+  t.test('TCP echo and http: the kernel talks to the TCP services', async (t) => {
+    const e = await inK(['node', TCP_PEER, 'echo', STACK_ADDR, '7', String(1 << 20), '4'], 60_000);
+    t.equal(e.code, 0, 'the echo client finished', { stderr: e.stderr });
+    t.equal(JSON.parse(e.stdout.trim().split('\n').pop() || '{}').ok, true, '1 MiB echoed byte-exact over TCP');
+    const g = await inK(['node', TCP_PEER, 'get', `http://${STACK_ADDR}/bytes/3000000`, '4', '8'], 60_000);
+    t.equal(g.code, 0, 'the http client finished', { stderr: g.stderr });
+    t.match(JSON.parse(g.stdout.trim().split('\n').pop() || '{}'), { ok: 8, bad: 0 }, 'GET /bytes/N verified by its x-content-sha256');
+    tcpAccepted = 9;
+  });
+
   t.test('ping: 5 of 5 answered', async (t) => {
     const r = await inK(['ping', '-c', '5', '-i', '0.05', '-W', '2', STACK_ADDR], 30_000);
     t.match(r.stdout, /5 packets transmitted, 5 received, 0% packet loss/, '0% loss', { stdout: r.stdout, stderr: r.stderr });
@@ -326,6 +338,8 @@ if (reason) {
       t.type(servers[name], 'object', `servers.${name}`);
       t.equal(servers[name]?.['restarts'], 0, `servers.${name}.restarts === 0`);
     }
+    const tcp = servers['tcp'] ?? {};
+    t.ok(Number(tcp['accepted']) >= tcpAccepted, `tcp.accepted ${tcp['accepted']} counts the ${tcpAccepted} connections`);
     const udp = servers['udp'] ?? {};
     const expected = (echo?.ok ?? 200) + discards;
     t.ok(Number(udp['rx']) >= expected, `udp.rx ${udp['rx']} counts the ${expected} echo and discard datagrams`);

@@ -18,7 +18,13 @@ async function pair(wireOpts: ShmWireOptions, a: Partial<StackOptions> = {}, b: 
   const wire = ShmWire.create(wireOpts);
   const A = new Stack({ address: '10.90.0.1/24', link: { kind: 'shm', wire, side: 'a' }, ...a });
   const B = new Stack({ address: '10.90.0.2/24', link: { kind: 'shm', wire, side: 'b' }, ...b });
-  await Promise.all([A.start(), B.start()]);
+  const started = await Promise.allSettled([A.start(), B.start()]);
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    // Never leave a started stack's threads behind: they would keep the test process alive.
+    await Promise.allSettled([A.close(), B.close()]);
+    throw failed.reason;
+  }
   return [A, B];
 }
 

@@ -325,8 +325,8 @@ export function wireRoundTrip(o: OutSeg, payload: Uint8Array): { r: TcpRepr; dat
   for (let i = 0; i < o.sackCount; i++) r.addSack(o.sackBlocks[2 * i], o.sackBlocks[2 * i + 1]);
   r.payloadLen = o.dataLen;
   const bytes = new Uint8Array(r.bufferLen());
-  const hl = r.emit(bytes, 0, o.srcAddr, o.dstAddr);
-  bytes.set(payload, hl);
+  bytes.set(payload, r.headerLen()); // the checksum covers the payload: place it first
+  r.emit(bytes, 0, o.srcAddr, o.dstAddr);
   const v = TcpView.checked(bytes);
   if (typeof v === 'string') throw new Error(`wire: ${v}`);
   const p = new TcpRepr();

@@ -18,7 +18,12 @@ async function pair(a: Partial<StackOptions> = {}, b: Partial<StackOptions> = {}
   const wire = ShmWire.create({ mtu: 1500 });
   const A = new Stack({ address: '10.91.0.1/24', link: { kind: 'shm', wire, side: 'a' }, ...a });
   const B = new Stack({ address: '10.91.0.2/24', link: { kind: 'shm', wire, side: 'b' }, ...b });
-  await Promise.all([A.start(), B.start()]);
+  const started = await Promise.allSettled([A.start(), B.start()]);
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await Promise.allSettled([A.close(), B.close()]);
+    throw failed.reason;
+  }
   await startTcpService(A.net as unknown as NetLike, 'http');
   await startTcpService(A.net as unknown as NetLike, 'echo');
   return [A, B];

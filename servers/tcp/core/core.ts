@@ -85,7 +85,8 @@ export const ICMP_PORT_UNREACH = 3;
 export const ICMP_FRAG_NEEDED = 4;
 
 /** Smallest send MSS a PMTU report can impose (Linux's TCP_MIN_MSS is 88). */
-const MIN_PMTU_MSS = 88;
+/** Linux's min_pmtu (552) less 40: a forged "fragmentation needed" cannot shrink segments further. */
+const MIN_PMTU_MSS = 512;
 
 /** Scratch for one call at a time (see the header). */
 const CX = new Cx();

@@ -13,6 +13,21 @@
  *   special cases (retransmitted SYN in SYN_RECEIVED, simultaneous-open SYN-ACK, SYN in TIME_WAIT),
  *   PAWS, sequence acceptability, TS.Recent update, RST, SYN, ACK (ack.ts), trimming to the window,
  *   segment text, FIN.
+ *
+ * Choices and deviations (Linux's behaviour where the RFCs leave room):
+ * - RCV.WND = 0: a segment at exactly RCV.NXT is accepted for its ACK (RFC 9293's "special allowance"),
+ *   its data trimmed; a bare FIN there is taken (Linux). A FIN may sit right at the window's right edge.
+ * - A segment without timestamps on a connection that negotiated them is accepted (RFC 7323 §3.2 says
+ *   SHOULD drop; Linux accepts).
+ * - Out-of-window pure ACKs and SYNs, challenge ACKs and PAWS rejections share one per-connection limit
+ *   of one ACK per 500 ms (Linux's tcp_invalid_ratelimit); an unacceptable segment carrying data is
+ *   always ACKed.
+ * - SYN_RECEIVED: a retransmitted SYN is answered with the SYN-ACK again; in a simultaneous open the
+ *   peer's SYN-ACK completes the handshake (Linux). A passive child's SYN data is not queued.
+ * - TIME_WAIT: a SYN with a newer timestamp (or, without timestamps, a sequence number above RCV.NXT)
+ *   closes the TCB with SEG_REOPEN so the caller can hand the SYN to its listener (RFC 6191).
+ * - An orphan (closed by the application) that receives new data resets the connection (Linux).
+ * - URG is ignored: urgent data stays in the stream (as SO_OOBINLINE). No D-SACK is generated.
  */
 import type { TcpRepr } from '../../wire/tcp.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../../wire/tcp.js';

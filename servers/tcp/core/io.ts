@@ -95,8 +95,18 @@ export function ccEnv(t: Tcb, cx: Cx): CcEnv {
   return e;
 }
 
-/** Payload of a full-sized data segment: sndMss less the timestamp option (RFC 9293 §3.7.1 Eff.snd.MSS). */
+/**
+ * Payload of a full-sized data segment now: sndMss less the options every segment carries at this
+ * moment (RFC 9293 §3.7.1 Eff.snd.MSS = SendMSS - TCPhdrsize + 20 - IPoptionsize): timestamps, and the
+ * SACK blocks we report while out-of-order data is held (RFC 2018), as Linux's tcp_current_mss does.
+ * Without the SACK blocks, a data segment sent during loss recovery would exceed the path MTU and be
+ * dropped by IP (DF set): every retransmission with it, forever.
+ */
 export function effMss(t: Tcb): number {
-  const m = t.sndMss - (t.tsOk ? 12 : 0);
+  let m = t.sndMss - (t.tsOk ? 12 : 0);
+  if (t.sackOk && t.oooN > 0) {
+    const n = Math.min(t.oooN, t.tsOk ? 3 : 4);
+    m -= 4 + 8 * n;
+  }
   return m > 1 ? m : 1;
 }

@@ -173,9 +173,14 @@ function emitNow(t: Tcb, cx: Cx): boolean {
   return ok;
 }
 
-/** A pure ACK: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. */
+/**
+ * A pure ACK: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, where the RFC's SND.NXT is our SND.MAX: after an RTO
+ * pulled SND.NXT back (go-back-N), the peer may already hold data up to SND.MAX, and an ACK with an older
+ * sequence number would fail its acceptability test, taking our ACK field with it (Linux's
+ * tcp_acceptable_seq uses its snd_nxt, which never goes back).
+ */
 export function sendAck(t: Tcb, cx: Cx): boolean {
-  fill(t, cx, t.sndNxt, TCP_ACK);
+  fill(t, cx, t.sndMax, TCP_ACK);
   return emitNow(t, cx);
 }
 

@@ -81,7 +81,7 @@ function rtxTimer(t: Tcb, cx: Cx): void {
   if (!canSendData(t.state) || t.sndUna === t.sndMax) return;
   // Linux: while the peer keeps advertising a zero window (and answers), retransmissions are window
   // probes and do not count toward giving up; silence for RTO_MAX still does.
-  const zeroWnd = t.sndWnd === 0 && now - t.lastRcvUs < RTO_MAX_US;
+  const zeroWnd = t.sndWnd === 0 && now - t.lastRcvUs <= RTO_MAX_US;
   if (!zeroWnd && gaveUp(t, now)) {
     sendRst(t, cx);
     closeWith(t, timeoutErr(t), cx);
