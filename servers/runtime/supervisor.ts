@@ -99,6 +99,8 @@ interface Host {
   sched: { atUs: number; runNs: number; waitNs: number } | null;
   /** Silence excused as starvation so far in the current suspicion (us). */
   starvedUs: number;
+  /** The heartbeat count at the last sample. */
+  lastBeat: number;
   injectedAtUs: number | null;
   verdictAtUs: number;
   /** The last incarnation a verdict was given on. */
@@ -119,8 +121,6 @@ interface Host {
   pendingFaults: { server: ServerName; kind: FaultKind }[];
 }
 
-/** How often (at most) the scheduler stats of a busy, beating host thread are sampled. */
-const SCHED_SNAPSHOT_US = 10_000;
 /** CPU a thread may use without beating before its silence is a hang, whatever the load (ns). */
 const HUNG_RUN_NS = 25_000_000;
 /** Longest silence excused as starvation in a row (us). */
@@ -198,6 +198,7 @@ export class Supervisor extends EventEmitter {
       hangVerdict: false,
       sched: null,
       starvedUs: 0,
+      lastBeat: -1,
       injectedAtUs: null,
       verdictAtUs: 0,
       deadGen: 0,
@@ -549,14 +550,16 @@ export class Supervisor extends EventEmitter {
       }
       if (h.state !== 'serving' || h.hangVerdict) continue;
       if (h.crashLooping && h.policy.onHealthy(now)) h.crashLooping = false;
-      const s = h.monitor.sample(now, h.cb.get(C.BEAT), state, lagUs);
+      const beat = h.cb.get(C.BEAT);
+      const s = h.monitor.sample(now, beat, state, lagUs);
+      if (beat !== h.lastBeat) {
+        // Seen beating: remember how much CPU the thread had had by now (see starvedNotHung).
+        h.lastBeat = beat;
+        const st = readSchedstat(h.cb.get(C.OS_TID));
+        h.sched = st ? { atUs: now, runNs: st.runNs, waitNs: st.waitNs } : null;
+      }
       if (s.verdict === 'ok') {
         h.starvedUs = 0;
-        // Remember how much CPU the thread had when it was last seen beating (at most every 10 ms).
-        if (state === HostState.BUSY && (h.sched === null || now - h.sched.atUs > SCHED_SNAPSHOT_US)) {
-          const st = readSchedstat(h.cb.get(C.OS_TID));
-          h.sched = st ? { atUs: now, runNs: st.runNs, waitNs: st.waitNs } : null;
-        }
       } else if (s.verdict === 'hung' && this.starvedNotHung(h, now)) {
         h.monitor.rearm(now);
         this.emit('suspect', { servers: h.names, phi: s.phi, silenceMs: s.silenceUs / 1000, starved: true });
