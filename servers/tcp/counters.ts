@@ -25,7 +25,19 @@ export const TCP_COUNTERS = [
   'drop:bad-descriptor',
   'drop:no-listener-slot', // a SYN for a listener while the table is full
   'drop:backlog', // a SYN for a listener whose backlog is full
-  'drop:segment', // a segment the state machine rejected (unacceptable, PAWS, ...)
+  'drop:segment', // a segment the state machine rejected (unacceptable, PAWS, ...): by reason below
+  'drop:seg-closed',
+  'drop:seg-bad-ack',
+  'drop:seg-no-syn',
+  'drop:seg-rst-ignored',
+  'drop:seg-paws',
+  'drop:seg-out-of-window',
+  'drop:seg-rst-challenge',
+  'drop:seg-syn-challenge',
+  'drop:seg-no-ack',
+  'drop:seg-ack-unsent',
+  'drop:seg-ack-too-old',
+  'drop:seg-data-after-close',
   'drop:bad-request', // a shim request too short or malformed
   'drop:stale-conn', // a request for a connection that no longer exists
   'drop:unknown',

@@ -530,7 +530,11 @@ function segment(s: Shell, r: TcpRepr, data: Uint8Array, src: number, dst: numbe
   if (table.kind(slot) === KIND_LISTENER) return toListener(s, slot, r, data, src, dst);
   const t = beginA(s, slot);
   const verdict = core.segmentArrives(t, r, data, s.io);
-  if (verdict >= core.DROP_FIRST) count(s, TC['drop:segment']);
+  if (verdict >= core.DROP_FIRST) {
+    count(s, TC['drop:segment']);
+    const why = TC[`drop:seg-${core.VERDICT_NAMES[verdict]}` as keyof typeof TC];
+    if (why !== undefined) count(s, why);
+  }
   finish(s, slot, t, s.aBits);
   if (verdict === core.SEG_REOPEN) {
     // A new SYN ended a TIME_WAIT connection (RFC 9293 §3.10.7.4 / RFC 6191): the listener takes it.
@@ -771,7 +775,11 @@ function cookieAck(s: Shell, lslot: number, r: TcpRepr, data: Uint8Array, src: n
   table.set(lslot, M.PENDING, table.get(lslot, M.PENDING) + 1);
   store(s, lslot, l);
   const verdict = core.segmentArrives(t, r, data, s.io);
-  if (verdict >= core.DROP_FIRST) count(s, TC['drop:segment']);
+  if (verdict >= core.DROP_FIRST) {
+    count(s, TC['drop:segment']);
+    const why = TC[`drop:seg-${core.VERDICT_NAMES[verdict]}` as keyof typeof TC];
+    if (why !== undefined) count(s, why);
+  }
   count(s, TC['syncookies-ok']);
   finish(s, child, t, s.aBits);
   return true;

@@ -82,7 +82,23 @@ function dupAck(t: Tcb, cx: Cx): void {
   }
   if (t.inRecovery === 2) return; // RFC 6675: pipe (output.ts) accounts for what left the network
   t.dupAcks++;
-  if (t.dupAcks >= DUP_THRESH || (t.sackOk && sbIsLost(t.sb, t.sndUna, effMss(t), DUP_THRESH))) enterRecovery(t, cx);
+  const thresh = dupThresh(t, cx);
+  if (t.dupAcks >= thresh || (t.sackOk && sbIsLost(t.sb, t.sndUna, effMss(t), thresh))) enterRecovery(t, cx);
+}
+
+/**
+ * RFC 5827 early retransmit: with fewer than four segments outstanding and nothing new that may be
+ * sent (no unsent data, or the peer's window allows no new segment), three duplicate ACKs can never
+ * come: the threshold drops to the outstanding segments less one, instead of waiting for the RTO.
+ */
+function dupThresh(t: Tcb, cx: Cx): number {
+  const mss = effMss(t);
+  const outstanding = Math.ceil(seqDiff(t.sndMax, t.sndUna) / mss);
+  if (outstanding >= DUP_THRESH + 1) return DUP_THRESH;
+  const unsent = seqDiff(cx.io.sendEnd(t), t.sndMax) > 0;
+  const windowRoom = seqDiff(seqAdd(t.sndUna, t.sndWnd), t.sndMax) >= mss;
+  if (unsent && windowRoom) return DUP_THRESH;
+  return Math.max(1, outstanding - 1);
 }
 
 /** SEG.ACK advanced SND.UNA by `acked` octets. */
