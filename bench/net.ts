@@ -1,0 +1,377 @@
+/**
+ * `keepnet bench bulk|rr|crr|all`: keepnet stack to stack over the shared-memory wire, side by side with
+ * Node's own `net` over loopback (the kernel's TCP), in one run, on one machine. Both ends live in this
+ * one Node process for both systems, and the very same client and server code runs on both (it only
+ * sees a `net`-style module), so the comparison is like for like.
+ *
+ *   bulk  one connection, the client writes 256 KiB chunks as fast as the socket takes them; the server
+ *         counts what it receives. MB/s (10^6 bytes), CPU seconds, MB per CPU second.
+ *   rr    64-byte request, 64-byte response, one connection, one transaction in flight (no Nagle).
+ *         Transactions/s, mean and p99 round trip.
+ *   crr   connect, one 64-byte request/response, close (the server closes first), one at a time.
+ *         Connections/s.
+ *
+ * CPU is process.cpuUsage() (user + system) around each measured window: it covers every thread of the
+ * process, so keepnet's server workers and the kernel's work done on behalf of the process's syscalls
+ * (loopback's softirq time is mostly charged to the sending thread) are both counted. Each measurement
+ * has a short warm-up (not measured) so that connection set-up and JIT are out of the window.
+ */
+import * as nodeNet from 'node:net';
+import { Stack } from '../kernel-shim/stack.js';
+import { ShmWire } from '../servers/driver/shm-wire.js';
+
+export const NET_TESTS = ['bulk', 'rr', 'crr'] as const;
+export type NetTest = (typeof NET_TESTS)[number];
+export const PLACEMENTS = ['dedicated', 'shared'] as const;
+export type BenchPlacement = (typeof PLACEMENTS)[number];
+
+export interface NetBenchRow {
+  test: NetTest;
+  system: 'keepnet' | 'kernel';
+  /** keepnet's server placement; 'n/a' for the kernel. */
+  placement: BenchPlacement | 'n/a';
+  /** bulk: MB/s (10^6 bytes) received by the server; null for the other tests. */
+  mbps: number | null;
+  /** rr: transactions per second; null for the other tests. */
+  tps: number | null;
+  /** crr: connections per second; null for the other tests. */
+  cps: number | null;
+  /** rr: mean round trip (µs); crr: mean connect + request/response + close (µs); null for bulk. */
+  rttUs: number | null;
+  /** rr: 99th percentile round trip (µs); crr: of the whole connection; null for bulk. */
+  rttP99Us: number | null;
+  /** CPU seconds (user + system, every thread of the process) used during the measured window. */
+  cpuS: number;
+  /** bulk: MB per CPU second; rr: transactions per CPU second; crr: connections per CPU second. */
+  perCpuSecond: number;
+  /** Length of the measured window (s). */
+  seconds: number;
+}
+
+export interface NetBenchResult {
+  /** The keepnet wire used: the shared-memory wire's MTU and whether checksums are offloaded. */
+  wire: { kind: 'shm'; mtu: number; checksumOffload: boolean };
+  /** The kernel side: Node's net over 127.0.0.1. */
+  kernel: { kind: 'loopback'; address: string };
+  durationS: number;
+  results: NetBenchRow[];
+  /** keepnet's best placement divided by the kernel, per test (bulk: MB/s, rr: tps, crr: cps). */
+  ratios: Partial<Record<NetTest, number>>;
+}
+
+export interface NetBenchOptions {
+  /** Seconds measured per test per system and placement (default 3). A warm-up of 15% comes first. */
+  duration?: number;
+  tests?: readonly NetTest[];
+  placements?: readonly BenchPlacement[];
+  /** keepnet's shm wire MTU (default 65535) and checksum offload (default true). */
+  mtu?: number;
+  checksumOffload?: boolean;
+  onProgress?: (what: string) => void;
+}
+
+/** What the measurements need of a net module: node:net and keepnet's stack.net both fit. */
+interface NetLike {
+  createServer(listener: (s: nodeNet.Socket) => void): nodeNet.Server;
+  connect(port: number, host: string, cb?: () => void): nodeNet.Socket;
+}
+
+const MSG = 64;
+const CHUNK = 256 * 1024;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const cpuSeconds = (d: NodeJS.CpuUsage): number => (d.user + d.system) / 1e6;
+
+function listen(net: NetLike, onConn: (s: nodeNet.Socket) => void, host: string): Promise<{ server: nodeNet.Server; port: number }> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer(onConn);
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const addr = server.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      resolve({ server, port });
+    });
+  });
+}
+
+function closeServer(server: nodeNet.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+function connect(net: NetLike, port: number, host: string): Promise<nodeNet.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, host, () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+    s.once('error', reject);
+  });
+}
+
+interface Window {
+  seconds: number;
+  cpuS: number;
+}
+
+/** Run `warm` then open a measured window of `durationS`: returns its wall and CPU time. */
+async function measure(warmS: number, durationS: number, onStart: () => void, onStop: () => void): Promise<Window> {
+  await sleep(warmS * 1000);
+  onStart();
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await sleep(durationS * 1000);
+  onStop();
+  const seconds = (performance.now() - t0) / 1000;
+  return { seconds, cpuS: cpuSeconds(process.cpuUsage(cpu0)) };
+}
+
+function p99(samples: number[]): number {
+  if (samples.length === 0) return NaN;
+  const s = Float64Array.from(samples).sort();
+  return s[Math.min(s.length - 1, Math.floor(s.length * 0.99))];
+}
+
+async function bulk(net: NetLike, host: string, durationS: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement'>> {
+  let received = 0;
+  let counting = false;
+  const sockets: nodeNet.Socket[] = [];
+  const { server, port } = await listen(
+    net,
+    (s) => {
+      sockets.push(s);
+      s.on('data', (d: Buffer) => {
+        if (counting) received += d.length;
+      });
+      s.on('error', () => {});
+    },
+    host,
+  );
+  const c = await connect(net, port, host);
+  const chunk = Buffer.alloc(CHUNK, 0x5a);
+  let running = true;
+  let clientError: Error | null = null;
+  c.on('error', (e) => (clientError = e));
+  const pump = (): void => {
+    while (running && c.write(chunk));
+  };
+  c.on('drain', pump);
+  pump();
+  const w = await measure(durationS * 0.15, durationS, () => (counting = true), () => {
+    counting = false;
+    running = false;
+  });
+  const bytes = received;
+  c.destroy();
+  for (const s of sockets) s.destroy();
+  await closeServer(server);
+  if (clientError) throw clientError;
+  const mb = bytes / 1e6;
+  return { mbps: mb / w.seconds, tps: null, cps: null, rttUs: null, rttP99Us: null, cpuS: w.cpuS, perCpuSecond: mb / w.cpuS, seconds: w.seconds };
+}
+
+/** The server side of rr and crr: answer every 64 bytes with 64 bytes; with `closeAfter`, then end. */
+function echo64(s: nodeNet.Socket, closeAfter: boolean): void {
+  s.setNoDelay(true);
+  let pending = 0;
+  const reply = Buffer.alloc(MSG, 0x72);
+  s.on('data', (d: Buffer) => {
+    pending += d.length;
+    while (pending >= MSG) {
+      pending -= MSG;
+      if (closeAfter) {
+        s.end(reply);
+        return;
+      }
+      s.write(reply);
+    }
+  });
+  s.on('error', () => {});
+}
+
+async function rr(net: NetLike, host: string, durationS: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement'>> {
+  const sockets: nodeNet.Socket[] = [];
+  const { server, port } = await listen(
+    net,
+    (s) => {
+      sockets.push(s);
+      echo64(s, false);
+    },
+    host,
+  );
+  const c = await connect(net, port, host);
+  c.setNoDelay(true);
+  const req = Buffer.alloc(MSG, 0x71);
+  let running = true;
+  let counting = false;
+  const rtts: number[] = [];
+  let got = 0;
+  let sentAt = 0;
+  let clientError: Error | null = null;
+  c.on('error', (e) => (clientError = e));
+  const send = (): void => {
+    sentAt = performance.now();
+    c.write(req);
+  };
+  c.on('data', (d: Buffer) => {
+    got += d.length;
+    if (got < MSG) return;
+    got -= MSG;
+    if (counting) rtts.push((performance.now() - sentAt) * 1000);
+    if (running) send();
+  });
+  send();
+  const w = await measure(durationS * 0.15, durationS, () => (counting = true), () => {
+    counting = false;
+    running = false;
+  });
+  c.destroy();
+  for (const s of sockets) s.destroy();
+  await closeServer(server);
+  if (clientError) throw clientError;
+  const n = rtts.length;
+  const mean = rtts.reduce((a, b) => a + b, 0) / n;
+  return { mbps: null, tps: n / w.seconds, cps: null, rttUs: mean, rttP99Us: p99(rtts), cpuS: w.cpuS, perCpuSecond: n / w.cpuS, seconds: w.seconds };
+}
+
+async function crr(net: NetLike, host: string, durationS: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement'>> {
+  const { server, port } = await listen(net, (s) => echo64(s, true), host);
+  const req = Buffer.alloc(MSG, 0x71);
+  let running = true;
+  let counting = false;
+  const times: number[] = [];
+  let failure: Error | null = null;
+  /** One connection: connect, request, response, the server's FIN, close. */
+  const once = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const t0 = performance.now();
+      let got = 0;
+      const s = net.connect(port, host, () => {
+        s.setNoDelay(true);
+        s.write(req);
+      });
+      s.on('data', (d: Buffer) => (got += d.length));
+      s.on('end', () => s.end());
+      s.on('error', reject);
+      s.on('close', () => {
+        if (got !== MSG) return reject(new Error(`crr: got ${got} bytes, expected ${MSG}`));
+        if (counting) times.push((performance.now() - t0) * 1000);
+        resolve();
+      });
+    });
+  const loop = (async () => {
+    try {
+      while (running) await once();
+    } catch (e) {
+      failure = e as Error;
+    }
+  })();
+  const w = await measure(durationS * 0.15, durationS, () => (counting = true), () => {
+    counting = false;
+    running = false;
+  });
+  await loop;
+  await closeServer(server);
+  if (failure) throw failure;
+  const n = times.length;
+  const mean = times.reduce((a, b) => a + b, 0) / n;
+  return { mbps: null, tps: null, cps: n / w.seconds, rttUs: mean, rttP99Us: p99(times), cpuS: w.cpuS, perCpuSecond: n / w.cpuS, seconds: w.seconds };
+}
+
+const RUN: Record<NetTest, typeof bulk> = { bulk, rr, crr };
+
+/** Two keepnet stacks joined by the shared-memory wire, with the given placement. */
+async function keepnetPair(placement: BenchPlacement, mtu: number, checksumOffload: boolean): Promise<[Stack, Stack]> {
+  const wire = ShmWire.create({ mtu, checksumOffload });
+  const A = new Stack({ address: '10.95.0.1/24', link: { kind: 'shm', wire, side: 'a' }, placement });
+  const B = new Stack({ address: '10.95.0.2/24', link: { kind: 'shm', wire, side: 'b' }, placement });
+  const started = await Promise.allSettled([A.start(), B.start()]);
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await Promise.allSettled([A.close(), B.close()]);
+    throw failed.reason;
+  }
+  return [A, B];
+}
+
+/** A net module whose servers listen on stack A and whose clients connect from stack B. */
+function splitNet(A: Stack, B: Stack): NetLike {
+  return {
+    createServer: (l) => A.net.createServer(l as any) as unknown as nodeNet.Server,
+    connect: (port, host, cb) => B.net.connect(port, host, cb) as unknown as nodeNet.Socket,
+  };
+}
+
+const metric = (r: NetBenchRow): number => (r.test === 'bulk' ? r.mbps : r.test === 'rr' ? r.tps : r.cps) ?? NaN;
+
+export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResult> {
+  const durationS = opts.duration ?? 3;
+  const tests = opts.tests ?? NET_TESTS;
+  const placements = opts.placements ?? PLACEMENTS;
+  const mtu = opts.mtu ?? 65535;
+  const checksumOffload = opts.checksumOffload ?? true;
+  const progress = opts.onProgress ?? (() => {});
+  const results: NetBenchRow[] = [];
+
+  // The kernel first: nothing of keepnet's is running yet.
+  const kernelNet = nodeNet as unknown as NetLike;
+  for (const test of tests) {
+    progress(`${test}: kernel (node:net over loopback)`);
+    results.push({ test, system: 'kernel', placement: 'n/a', ...(await RUN[test](kernelNet, '127.0.0.1', durationS)) });
+  }
+  for (const placement of placements) {
+    progress(`starting two keepnet stacks (${placement})`);
+    const [A, B] = await keepnetPair(placement, mtu, checksumOffload);
+    try {
+      await sleep(200); // let the standbys park before measuring
+      for (const test of tests) {
+        progress(`${test}: keepnet ${placement} (shm wire, mtu ${mtu})`);
+        results.push({ test, system: 'keepnet', placement, ...(await RUN[test](splitNet(A, B), '10.95.0.1', durationS)) });
+      }
+    } finally {
+      await Promise.allSettled([A.close(), B.close()]);
+    }
+  }
+  const ratios: Partial<Record<NetTest, number>> = {};
+  for (const test of tests) {
+    const k = results.find((r) => r.test === test && r.system === 'kernel');
+    const best = Math.max(...results.filter((r) => r.test === test && r.system === 'keepnet').map(metric));
+    if (k) ratios[test] = best / metric(k);
+  }
+  return { wire: { kind: 'shm', mtu, checksumOffload }, kernel: { kind: 'loopback', address: '127.0.0.1' }, durationS, results, ratios };
+}
+
+const fmt = (x: number | null, digits = 0): string =>
+  x === null || !Number.isFinite(x) ? '-' : x >= 1000 ? Math.round(x).toLocaleString('en-US') : x.toFixed(digits);
+
+/** The table printed on a terminal. */
+export function formatNetBench(r: NetBenchResult): string {
+  const head = ['test', 'system', 'placement', 'MB/s', 'tx/s', 'conn/s', 'mean µs', 'p99 µs', 'CPU s', 'per CPU s'];
+  const rows = r.results.map((x) => [
+    x.test,
+    x.system,
+    x.placement,
+    fmt(x.mbps, 1),
+    fmt(x.tps),
+    fmt(x.cps),
+    fmt(x.rttUs, 1),
+    fmt(x.rttP99Us, 1),
+    fmt(x.cpuS, 2),
+    fmt(x.perCpuSecond, 1),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  const out = [
+    `keepnet: two stacks on the shared-memory wire (mtu ${r.wire.mtu}, checksum offload ${r.wire.checksumOffload ? 'on' : 'off'}); kernel: node:net over ${r.kernel.address}; ${r.durationS} s per measurement, one process`,
+    '',
+    line(head),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...rows.map(line),
+    '',
+    'keepnet (best placement) / kernel: ' +
+      Object.entries(r.ratios)
+        .map(([k, v]) => `${k} ${v.toFixed(2)}x`)
+        .join(', '),
+    'per CPU s: bulk MB, rr transactions, crr connections per CPU second (all threads, user + system).',
+  ];
+  return out.join('\n');
+}
