@@ -2,6 +2,7 @@
 /**
  * The keepnet command line. Argument parsing is Node's own util.parseArgs (no dependency needed).
  *   keepnet bench rings [--json] [--scale X]
+ *   keepnet bench bulk|rr|crr|all [--duration S] [--json] [--svg FILE]
  *   keepnet faults --count N [--servers ...] [--kinds ...] [--json]
  */
 import { parseArgs } from 'node:util';
@@ -9,6 +10,7 @@ import { benchRings, formatRingBench } from '../bench/rings.js';
 import { faultsCommand, FAULTS_USAGE } from './commands/faults.js';
 import { demoCommand, DEMO_USAGE } from './commands/demo.js';
 import { tapCommand, TAP_USAGE } from './commands/tap.js';
+import { benchNetCommand, BENCH_NET_USAGE } from './commands/bench-net.js';
 
 const USAGE = `usage: keepnet <command> [options]
 
@@ -16,6 +18,8 @@ commands:
   demo ...                           the live crash-recovery demo (what npm start runs):
     ${DEMO_USAGE}
   bench rings [--json] [--scale X]   ring, postMessage and packet-pool throughput and latency
+  bench bulk|rr|crr|all ...          keepnet (shm wire) against the kernel's TCP (node:net, loopback):
+    ${BENCH_NET_USAGE}
   tap --dev NAME --address A/P ...   attach a stack to a TAP device and serve until SIGINT/SIGTERM:
     ${TAP_USAGE}
   faults --count N ...               a fault campaign against a live stack under traffic:
@@ -38,6 +42,14 @@ async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case 'bench': {
+      // The benchmark's name: the first argument that is neither an option nor an option's value.
+      const withValue = new Set(['--scale', '--duration', '--svg', '--placement', '--mtu']);
+      const at = rest.findIndex((a, i) => !a.startsWith('-') && !(i > 0 && withValue.has(rest[i - 1])));
+      const sub = at < 0 ? undefined : rest[at];
+      if (sub !== undefined && sub !== 'rings') {
+        await benchNetCommand(sub, rest.filter((_, i) => i !== at), fail);
+        return;
+      }
       const { values, positionals } = parseArgs({
         args: rest,
         allowPositionals: true,

@@ -64,11 +64,6 @@ const PANEL_W = 300;
 const PANEL_H = 280;
 const M = { top: 56, right: 16, bottom: 40, left: 64 };
 
-const PANELS: { key: keyof NetBenchRow; title: (t: NetTest) => string }[] = [
-  { key: 'mbps', title: () => '' },
-  { key: 'perCpuSecond', title: () => '' },
-];
-
 function label(r: NetBenchRow): string {
   return r.system === 'kernel' ? 'kernel' : r.placement;
 }
@@ -134,4 +129,3 @@ export function netBenchSvg(r: NetBenchResult): string {
   out.push('</svg>');
   return out.join('\n') + '\n';
 }
-void PANELS;

@@ -550,6 +550,24 @@ function noConnection(s: Shell, r: TcpRepr, src: number, dst: number): void {
   if (emit(s, seg, -1, null)) count(s, TC['rst-sent']);
 }
 
+/**
+ * The scratch Tcbs for a SYN to listener `lslot`: the listener loaded into s.b, and a fresh child for
+ * slot `child` in s.a with the segment's four-tuple (seen from our side) and this stack's settings.
+ */
+function childOf(s: Shell, lslot: number, child: number, r: TcpRepr, src: number, dst: number, nowUs: number): { l: Tcb; t: Tcb } {
+  const l = s.b;
+  s.bSlot = lslot;
+  s.bBits = 0;
+  load(s, lslot, l);
+  const t = s.a;
+  s.aSlot = child;
+  s.aBits = 0;
+  tcbCopy(t, s.pristine);
+  tcbConfigure(t, { localAddr: dst, localPort: r.dstPort, remoteAddr: src, remotePort: r.srcPort, mss: mssFor(s, src), rcvBuf: s.v.layout.bufBytes });
+  s.io.nowUs = nowUs;
+  return { l, t };
+}
+
 function toListener(s: Shell, lslot: number, r: TcpRepr, data: Uint8Array, src: number, dst: number): void {
   const table = s.table;
   if (!core.isPlainSyn(r)) {
@@ -567,16 +585,7 @@ function toListener(s: Shell, lslot: number, r: TcpRepr, data: Uint8Array, src: 
     count(s, TC['drop:no-listener-slot']);
     return;
   }
-  const l = s.b;
-  s.bSlot = lslot;
-  s.bBits = 0;
-  load(s, lslot, l);
-  const t = s.a;
-  s.aSlot = child;
-  s.aBits = 0;
-  tcbCopy(t, s.pristine);
-  tcbConfigure(t, { localAddr: dst, localPort: r.dstPort, remoteAddr: src, remotePort: r.srcPort, mss: mssFor(s, src), rcvBuf: s.v.layout.bufBytes });
-  s.io.nowUs = s.ctx.clock.nowUs();
+  const { l, t } = childOf(s, lslot, child, r, src, dst, s.ctx.clock.nowUs());
   // The child's shared words first: the SYN-ACK's window comes from them (recvLimit), and they still
   // hold the slot's previous occupant's counts. (If the SYN is refused the slot goes back to the free
   // list and nobody reads them.)
@@ -683,17 +692,8 @@ function strippedSyn(s: Shell, r: TcpRepr, peerIsn: number, mss: number, window:
 function sendCookie(s: Shell, lslot: number, r: TcpRepr, data: Uint8Array, src: number, dst: number): void {
   const nowUs = s.ctx.clock.nowUs();
   const { iss, mss } = makeCookie(s, r, src, dst, nowUs);
-  const l = s.b;
-  s.bSlot = lslot;
-  s.bBits = 0;
-  load(s, lslot, l);
   // A scratch child, never stored: its buffer words are read from the listener's slot (all zero).
-  const t = s.a;
-  s.aSlot = lslot;
-  s.aBits = 0;
-  tcbCopy(t, s.pristine);
-  tcbConfigure(t, { localAddr: dst, localPort: r.dstPort, remoteAddr: src, remotePort: r.srcPort, mss: mssFor(s, src), rcvBuf: s.v.layout.bufBytes });
-  s.io.nowUs = nowUs;
+  const { l, t } = childOf(s, lslot, lslot, r, src, dst, nowUs);
   s.isnOverride = true;
   s.isnValue = iss;
   try {
@@ -744,16 +744,7 @@ function cookieAck(s: Shell, lslot: number, r: TcpRepr, data: Uint8Array, src: n
     count(s, TC['drop:no-listener-slot']);
     return true;
   }
-  const l = s.b;
-  s.bSlot = lslot;
-  s.bBits = 0;
-  load(s, lslot, l);
-  const t = s.a;
-  s.aSlot = child;
-  s.aBits = 0;
-  tcbCopy(t, s.pristine);
-  tcbConfigure(t, { localAddr: dst, localPort: r.dstPort, remoteAddr: src, remotePort: r.srcPort, mss: mssFor(s, src), rcvBuf: s.v.layout.bufBytes });
-  s.io.nowUs = nowUs;
+  const { l, t } = childOf(s, lslot, child, r, src, dst, nowUs);
   initSock(s, child, dst, r.dstPort, src, r.srcPort);
   s.isnOverride = true;
   s.isnValue = (r.ackNum - 1) >>> 0;

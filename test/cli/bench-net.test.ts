@@ -1,0 +1,74 @@
+/**
+ * `keepnet bench all --duration 0.3 --json --svg FILE` as a child process: the JSON shape (a row per
+ * test, system and placement; the ratios) and that every figure is a finite number > 0, and that the
+ * SVG is written. No speed is asserted.
+ */
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const CLI = fileURLToPath(new URL('../../bin/keepnet.js', import.meta.url));
+
+function run(args: string[], timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err ? ((err as { code?: number | string }).code as number | null) : 0;
+      resolve({ code: typeof code === 'number' ? code : null, stdout, stderr });
+    });
+  });
+}
+
+const FIGURES: Record<string, string[]> = {
+  bulk: ['mbps', 'cpuS', 'perCpuSecond'],
+  rr: ['tps', 'rttUs', 'rttP99Us', 'cpuS', 'perCpuSecond'],
+  crr: ['cps', 'rttUs', 'cpuS', 'perCpuSecond'],
+};
+
+t.test('keepnet bench all --duration 0.3 --json --svg', async (t) => {
+  const svg = join(tmpdir(), `keepnet-bench-net-${process.pid}.svg`);
+  t.teardown(() => rmSync(svg, { force: true }));
+  const r = await run(['bench', 'all', '--duration', '0.3', '--json', '--svg', svg]);
+  t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.slice(-2000)})`);
+  const lines = r.stdout.trim().split('\n');
+  t.equal(lines.length, 1, 'one line of JSON');
+  const j = JSON.parse(lines[0]);
+  t.ok(Array.isArray(j.results), 'results');
+  t.equal(j.results.length, 9, 'three tests x (kernel + two placements)');
+  for (const test of ['bulk', 'rr', 'crr']) {
+    for (const [system, placement] of [['kernel', 'n/a'], ['keepnet', 'dedicated'], ['keepnet', 'shared']]) {
+      const row = j.results.find((x: any) => x.test === test && x.system === system && x.placement === placement);
+      t.ok(row, `${test} ${system} ${placement}`);
+      if (!row) continue;
+      for (const k of ['mbps', 'tps', 'cps', 'rttUs', 'cpuS', 'perCpuSecond']) t.ok(k in row, `${test} ${system} ${placement}: has ${k}`);
+      for (const k of FIGURES[test]) t.ok(typeof row[k] === 'number' && Number.isFinite(row[k]) && row[k] > 0, `${test} ${system} ${placement}: ${k} = ${row[k]}`);
+      // Every number present anywhere in the row is finite and > 0 (not-applicable figures are null).
+      for (const [k, v] of Object.entries(row)) if (typeof v === 'number') t.ok(Number.isFinite(v) && v > 0, `${test} ${system} ${placement}: ${k} = ${v}`);
+    }
+  }
+  for (const k of ['bulk', 'rr', 'crr']) t.ok(typeof j.ratios?.[k] === 'number' && Number.isFinite(j.ratios[k]) && j.ratios[k] > 0, `ratios.${k} = ${j.ratios?.[k]}`);
+  t.type(j.wire?.mtu, 'number', 'the wire is reported');
+  const s = readFileSync(svg, 'utf8');
+  t.match(s, /^<svg /, 'an SVG');
+  t.match(s, /<\/svg>\s*$/, 'complete');
+  t.equal((s.match(/<rect /g) ?? []).length, 1 + 2 * 9, 'a background and two bars per row');
+});
+
+t.test('keepnet bench rr --placement shared --duration 0.2 --json: one test, one placement', async (t) => {
+  const r = await run(['bench', 'rr', '--placement', 'shared', '--duration', '0.2', '--json']);
+  t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.slice(-2000)})`);
+  const j = JSON.parse(r.stdout.trim());
+  t.same(j.results.map((x: any) => `${x.test}/${x.system}/${x.placement}`), ['rr/kernel/n/a', 'rr/keepnet/shared']);
+  t.same(Object.keys(j.ratios), ['rr']);
+});
+
+t.test('keepnet bench with a bad name or option fails with usage', async (t) => {
+  const r = await run(['bench', 'nope']);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /unknown benchmark 'nope'/);
+  const d = await run(['bench', 'bulk', '--duration', '0']);
+  t.equal(d.code, 2);
+  t.match(d.stderr, /--duration must be a positive number/);
+});
