@@ -31,6 +31,17 @@ interface Cfg {
   bytes: number;
   sndBuf: number;
   rcvBuf: number;
+  /** One-way link delay (us), 5 ms unless set. */
+  delayUs?: number;
+  /** RFC 8985 tail loss probes (optTlp), on unless false. */
+  tlp?: boolean;
+  /**
+   * Application-limited request/response instead of bulk: A writes request k (req bytes) once it has
+   * read k responses, B writes response k (resp bytes) once it has read k + 1 requests; `bytes` is then
+   * ignored (A sends rounds * req, B rounds * resp). Both ends set TCP_NODELAY, as Node's http server
+   * does (with Nagle, a response's short last segment waits for the receiver's 40 ms delayed ACK).
+   */
+  rr?: { req: number; resp: number; rounds: number };
 }
 
 interface Result {
@@ -41,6 +52,10 @@ interface Result {
   bState: number;
   retrans: number;
   segs: number;
+  rtoExpiries: number;
+  tlpProbes: number;
+  /** When both applications had read everything the other wrote (us). */
+  doneUs: number;
 }
 
 function run(cfg: Cfg): Result {
@@ -61,6 +76,8 @@ function run(cfg: Cfg): Result {
     x.rcvBuf = cfg.rcvBuf;
     x.ccAlgo = cfg.cc;
     x.optWscale = x.optSack = x.optTs = cfg.opts ? 1 : 0;
+    x.optTlp = cfg.tlp === false ? 0 : 1;
+    if (cfg.rr) x.noDelay = 1;
     return x;
   };
   const a = mk(LOCAL, LPORT, REMOTE, RPORT);
@@ -80,30 +97,42 @@ function run(cfg: Cfg): Result {
     const copies = rand() < cfg.dup ? 2 : 1;
     for (let i = 0; i < copies; i++) {
       const { r, data } = wireRoundTrip(s, payload);
-      q.push({ at: now + 5_000 + Math.floor(rand() * cfg.jitterUs), id: nextId++, toB, r, data });
+      q.push({ at: now + (cfg.delayUs ?? 5_000) + Math.floor(rand() * cfg.jitterUs), id: nextId++, toB, r, data });
     }
   };
   ha.onEmit = link(true);
   hb.onEmit = link(false);
-  const srcA = pattern(cfg.bytes, 1);
-  const srcB = pattern(cfg.bytes, 99);
+  const rr = cfg.rr;
+  const srcA = pattern(rr ? rr.req * rr.rounds : cfg.bytes, 1);
+  const srcB = pattern(rr ? rr.resp * rr.rounds : cfg.bytes, 99);
+  // What the application has produced so far (request/response: gated on what it read).
+  const limit = (side: 'a' | 'b', c: { consumed: number }, src: Uint8Array): number => {
+    if (!rr) return src.length;
+    if (side === 'a') return Math.min(src.length, (Math.floor(c.consumed / rr.resp) + 1) * rr.req);
+    return Math.min(src.length, Math.floor(c.consumed / rr.req) * rr.resp);
+  };
   const closed = { a: false, b: false };
+  let doneUs = -1;
   const app = (h: Host, x: Tcb, src: Uint8Array, side: 'a' | 'b'): void => {
     if (x.state === CLOSED || (x === b && !bStarted)) return;
     const c = h.conn(x);
     if (x.state >= 4 /* ESTABLISHED */) {
       // Write what the bounded send buffer takes.
-      const acked = Math.max(0, seqDiff(x.sndUna, x.iss) - 1);
-      const room = cfg.sndBuf - (c.written - Math.min(acked, c.written));
-      const n = Math.min(room, src.length - c.written);
-      if (n > 0 && !x.appClosed) {
-        c.write(src.subarray(c.written, c.written + n));
-        core.appSend(x, h);
-      }
+      const write = (): void => {
+        const acked = Math.max(0, seqDiff(x.sndUna, x.iss) - 1);
+        const room = cfg.sndBuf - (c.written - Math.min(acked, c.written));
+        const n = Math.min(room, limit(side, c, src) - c.written);
+        if (n > 0 && !x.appClosed) {
+          c.write(src.subarray(c.written, c.written + n));
+          core.appSend(x, h);
+        }
+      };
+      write();
       // Read everything.
       const before = c.consumed;
       h.read(x);
       if (c.consumed !== before) core.appRecv(x, h);
+      if (rr && c.consumed !== before) write(); // a request or response completed: answer it now
       if (c.written === src.length && !closed[side]) {
         closed[side] = true;
         core.appClose(x, h);
@@ -147,29 +176,41 @@ function run(cfg: Cfg): Result {
     if (pi >= 0 && next === tnext) {
       const p = q.splice(pi, 1)[0];
       deliver(p);
-    } else if (da === tnext) {
-      core.onTimers(a, ha);
     } else {
-      core.onTimers(b, hb);
+      const x = da === tnext ? a : b;
+      const snap = !process.env.NETSIM_TRACE_RTO ? '' : `${x === a ? 'A' : 'B'} st ${x.state} flight ${seqDiff(x.sndMax, x.sndUna)} nxt-una ${seqDiff(x.sndNxt, x.sndUna)} rec ${x.inRecovery} una<recover ${seqDiff(x.recover, x.sndUna)} rtx ${x.rtxCount} tlpA ${x.tlpActive} end-una ${seqDiff(x.tlpEnd, x.sndUna)} sb ${x.sb.n} dup ${x.dupAcks} tTlp ${x.tTlp} wnd ${x.sndWnd} srtt ${x.rtt.srttUs}`;
+      const before = x.rtoExpiries;
+      core.onTimers(x, x === a ? ha : hb);
+      if (process.env.NETSIM_TRACE_RTO && x.rtoExpiries > before) console.log(`RTO at ${now}: ${snap}`);
     }
     ha.nowUs = hb.nowUs = now;
     app(ha, a, srcA, 'a');
     app(hb, b, srcB, 'b');
+    if (doneUs < 0 && ha.conn(a).consumed === srcB.length && bStarted && hb.conn(b).consumed === srcA.length) doneUs = now;
   }
   const ca = ha.conn(a);
   const cb = hb.conn(b);
-  const res: Result = { ok: true, why: '', simUs: now, aState: a.state, bState: b.state, retrans: a.retransSegs + b.retransSegs, segs };
+  const res: Result = {
+    ok: true,
+    why: '',
+    simUs: now,
+    aState: a.state,
+    bState: b.state,
+    retrans: a.retransSegs + b.retransSegs,
+    segs,
+    rtoExpiries: a.rtoExpiries + b.rtoExpiries,
+    tlpProbes: a.tlpProbes + b.tlpProbes,
+    doneUs,
+  };
   const fail = (w: string): Result => ({ ...res, ok: false, why: w });
   if (a.err !== 0 || b.err !== 0) return fail(`errors a=${a.err} b=${b.err}`);
   if (ca.overflow || cb.overflow) return fail('receive buffer overflow');
   const gotB = cb.inb.subarray(0, cb.consumed);
   const gotA = ca.inb.subarray(0, ca.consumed);
-  if (gotB.length !== cfg.bytes) return fail(`b received ${gotB.length}`);
-  if (gotA.length !== cfg.bytes) return fail(`a received ${gotA.length}`);
-  for (let i = 0; i < cfg.bytes; i++) {
-    if (gotB[i] !== srcA[i]) return fail(`a->b byte ${i} differs`);
-    if (gotA[i] !== srcB[i]) return fail(`b->a byte ${i} differs`);
-  }
+  if (gotB.length !== srcA.length) return fail(`b received ${gotB.length}`);
+  if (gotA.length !== srcB.length) return fail(`a received ${gotA.length}`);
+  for (let i = 0; i < srcA.length; i++) if (gotB[i] !== srcA[i]) return fail(`a->b byte ${i} differs`);
+  for (let i = 0; i < srcB.length; i++) if (gotA[i] !== srcB[i]) return fail(`b->a byte ${i} differs`);
   const end = (s: number): boolean => s === CLOSED || s === TIME_WAIT;
   if (!end(a.state) || !end(b.state)) return fail(`end states a=${a.state} b=${b.state}`);
   if (!a.finReceived || !b.finReceived) return fail('FIN missing');
@@ -202,6 +243,60 @@ t.test('netsim: heavy loss (15%) and small buffers still deliver exactly', async
     t.ok(r.ok, `seed ${seed}: ${r.why} (sim ${(r.simUs / 1e6).toFixed(1)} s, ${r.retrans} retransmitted)`);
   }
 });
+
+/**
+ * RFC 8985 tail loss probes against the same seeded loss pattern: application-limited request/response
+ * (the tail of every response is a tail loss candidate) and a 1 MB echo each way, over 3% loss and a
+ * 1 ms RTT, each run with and without TLP. Asserts only relative outcomes, deterministic under the seeds
+ * (simulated time, never the wall clock): fewer RTO expiries and less simulated time with TLP.
+ */
+t.test('netsim: tail loss probes cut RTOs and time for app-limited traffic over 3% loss (1 ms RTT)', async (t) => {
+  const fmt = (r: Result): string =>
+    `done at ${(r.doneUs / 1e6).toFixed(3)} s simulated, ${r.rtoExpiries} RTO expiries, ${r.tlpProbes} probes, ${r.retrans} retransmitted`;
+  // [name, config, assert]: bulk echo has few tails (only its last flight), so it is only reported.
+  const cases: [string, Partial<Cfg>, boolean][] = [
+    ['request/response 200 x (200 B -> 6000 B)', { rr: { req: 200, resp: 6000, rounds: 200 } }, true],
+    ['request/response 300 x (100 B -> 1000 B)', { rr: { req: 100, resp: 1000, rounds: 300 } }, true],
+    ['echo 1 MB each way', { bytes: MB }, false],
+  ];
+  for (const [name, extra, check] of cases) {
+    const sum = { on: { rto: 0, sim: 0, probes: 0 }, off: { rto: 0, sim: 0, probes: 0 } };
+    for (const seed of [21, 22, 23]) {
+      for (const cc of [0, 1]) {
+        const cfg: Cfg = { seed, cc, opts: true, loss: 0.03, dup: 0, jitterUs: 0, delayUs: 500, bytes: 0, sndBuf: 64 * 1024, rcvBuf: 64 * 1024, ...extra };
+        const on = run({ ...cfg, tlp: true });
+        const off = run({ ...cfg, tlp: false });
+        t.ok(on.ok, `${name} seed ${seed} cc ${cc} TLP on: ${on.why} (${fmt(on)})`);
+        t.ok(off.ok, `${name} seed ${seed} cc ${cc} TLP off: ${off.why} (${fmt(off)})`);
+        t.equal(off.tlpProbes, 0);
+        sum.on.rto += on.rtoExpiries;
+        sum.on.sim += on.doneUs;
+        sum.on.probes += on.tlpProbes;
+        sum.off.rto += off.rtoExpiries;
+        sum.off.sim += off.doneUs;
+      }
+    }
+    t.comment(`${name}: TLP on ${sum.on.rto} RTOs ${(sum.on.sim / 1e6).toFixed(3)} s (${sum.on.probes} probes); off ${sum.off.rto} RTOs ${(sum.off.sim / 1e6).toFixed(3)} s`);
+    if (!check) continue;
+    t.ok(sum.on.probes > 0, `${name}: probes were sent`);
+    t.ok(sum.on.rto < sum.off.rto, `${name}: fewer RTO expiries with TLP (${sum.on.rto} < ${sum.off.rto})`);
+    t.ok(sum.on.sim < sum.off.sim, `${name}: done sooner (simulated) with TLP`);
+  }
+});
+
+// Exploration (not part of the suite): NETSIM_TRACE_RTO=1 prints each RTO with the sender's state;
+// NETSIM_RR='req,resp,rounds,loss[,delayUs]' prints one case with and without TLP.
+if (process.env.NETSIM_RR) {
+  const [req, resp, rounds, loss, delay] = process.env.NETSIM_RR.split(',').map(Number);
+  t.test('netsim: NETSIM_RR exploration', async (t) => {
+    for (const seed of [21, 22, 23]) {
+      for (const tlp of [true, false]) {
+        const r = run({ seed, cc: 0, opts: true, loss, dup: 0, jitterUs: 0, delayUs: delay || 500, bytes: 0, sndBuf: 64 * 1024, rcvBuf: 64 * 1024, rr: { req, resp, rounds }, tlp });
+        t.comment(`seed ${seed} tlp ${tlp}: ok ${r.ok} ${r.why} done ${(r.doneUs / 1e3).toFixed(1)} ms, ${r.rtoExpiries} RTOs, ${r.tlpProbes} probes, ${r.retrans} rtx, ${r.segs} segs`);
+      }
+    }
+  });
+}
 
 // Exploration (not part of the suite): NETSIM_SWEEP=N runs N randomized configurations.
 const SWEEP = Number(process.env.NETSIM_SWEEP ?? 0);

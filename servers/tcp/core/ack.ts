@@ -7,6 +7,8 @@
  *   - RFC 5681 §3.2 / RFC 6582 NewReno fast retransmit and fast recovery when SACK is off;
  *   - RFC 6675 SACK loss recovery when SACK is on (the scoreboard, entering recovery on DupThresh
  *     duplicate ACKs or IsLost(SND.UNA); NextSeg itself runs in output.ts);
+ *   - RFC 8985 §7 tail loss probes (tlp.ts): the PTO restarted on each ACK of new data, the probe's
+ *     episode settled (§7.4), and a SACKed probe above unacknowledged data starting recovery;
  *   - the send window update (RFC 9293 SND.WL1 / SND.WL2 rule).
  *
  * Call order: input.ts calls ackArrives(t, seg, cx) once per acceptable segment with ACK set, after the
@@ -21,6 +23,7 @@ import { DUP_THRESH, sendChallengeAck, sendRange, tsNow } from './output.js';
 import { rtoCurrentUs, rtoResetBackoff, rttSample } from './rto.js';
 import { sbEnterRecovery, sbIsLost, sbOnFastRetransmit, sbTrim, sbUpdate } from './scoreboard.js';
 import { N_WRITABLE, TIMER_OFF, type Tcb } from './tcb.js';
+import { tlpCancel, tlpOnAck, tlpProbeDelivered, tlpSchedule } from './tlp.js';
 import { DROP_ACK_TOO_OLD, DROP_ACK_UNSENT } from './verdicts.js';
 
 /** RTT sample for an ACK that acknowledges new data. */
@@ -57,6 +60,7 @@ function enterRecovery(t: Tcb, cx: Cx): void {
   if (!seqGe(t.sndUna, t.recover)) return;
   const mss = effMss(t);
   t.recover = t.sndMax;
+  tlpCancel(t); // RFC 8985 §7.1: a recovery episode ends the TLP episode
   ccOf(t).onCongestion(t.cc, ccEnv(t, cx));
   t.fastRetrans++;
   if (t.sackOk) {
@@ -83,7 +87,10 @@ function dupAck(t: Tcb, cx: Cx): void {
   if (t.inRecovery === 2) return; // RFC 6675: pipe (output.ts) accounts for what left the network
   t.dupAcks++;
   const thresh = dupThresh(t, cx);
-  if (t.dupAcks >= thresh || (t.sackOk && sbIsLost(t.sb, t.sndUna, effMss(t), thresh))) enterRecovery(t, cx);
+  // RFC 8985 §7.4: the SACK of a tail loss probe shows the unSACKed data below it lost (tlp.ts).
+  if (t.dupAcks >= thresh || (t.sackOk && (sbIsLost(t.sb, t.sndUna, effMss(t), thresh) || tlpProbeDelivered(t)))) {
+    enterRecovery(t, cx);
+  }
 }
 
 /**
@@ -138,13 +145,18 @@ function newAck(t: Tcb, seg: TcpRepr, ack: number, acked: number, cx: Cx): void 
     t.dupAcks = 0;
     // RFC 7661 / RFC 9438 §5.8: grow only a window that was used (cwnd-limited, or at least half full).
     if (t.cwndLimited || 2 * flightBefore >= t.cc.cwnd) ccOf(t).onAck(t.cc, dataAcked, ccEnv(t, cx));
-    if (t.sackOk && t.sndUna !== t.sndMax && sbIsLost(t.sb, t.sndUna, mss, DUP_THRESH)) enterRecovery(t, cx);
+    // RFC 6675 IsLost with RFC 5827's early retransmit threshold: a SACK arriving with an ACK that advanced
+    // SND.UNA counts as much as one on a duplicate ACK (the tail [lost, SACKed] of a response).
+    if (t.sackOk && t.sndUna !== t.sndMax && (sbIsLost(t.sb, t.sndUna, mss, dupThresh(t, cx)) || tlpProbeDelivered(t))) {
+      enterRecovery(t, cx);
+    }
   }
   // Drag `recover` along outside recovery so it never falls 2^31 behind (wrap-safe comparisons).
   if (t.inRecovery === 0 && seqGt(t.sndUna, t.recover)) t.recover = t.sndUna;
   // RFC 6298 §5.2 / §5.3.
   if (t.sndUna === t.sndMax) t.tRtx = TIMER_OFF;
   else t.tRtx = now + rtoCurrentUs(t.rtt);
+  tlpSchedule(t, cx); // RFC 8985 §7.2: restart the PTO on an ACK of new data (or disarm it)
   if (dataAcked > 0) cx.io.notify(t, N_WRITABLE);
 }
 
@@ -164,12 +176,14 @@ export function ackArrives(t: Tcb, seg: TcpRepr, cx: Cx): number {
   t.persistProbes = 0;
   const wnd = seg.window * 2 ** t.sndWscale;
   const acked = seqDiff(ack, t.sndUna);
+  const classic = seg.payloadLen === 0 && (seg.flags & (TCP_SYN | TCP_FIN)) === 0 && wnd === t.sndWnd;
+  // RFC 8985 §7.4: settle an outstanding probe's episode before the ACK re-arms timers.
+  if (t.tlpActive) tlpOnAck(t, ack, acked === 0 && classic && seg.sackCount === 0, seg, cx);
   if (acked > 0) {
     newAck(t, seg, ack, acked, cx);
   } else if (acked === 0 && t.sndMax !== t.sndUna) {
     let newlySacked = 0;
     if (t.sackOk && seg.sackCount > 0) newlySacked = sbUpdate(t.sb, t.sndUna, t.sndMax, seg.sackBlocks, seg.sackCount);
-    const classic = seg.payloadLen === 0 && (seg.flags & (TCP_SYN | TCP_FIN)) === 0 && wnd === t.sndWnd;
     if (classic || newlySacked > 0) dupAck(t, cx);
   }
   // Send window update: RFC 9293 §3.10.7.4 (SND.UNA =< SEG.ACK =< SND.NXT, and the segment is newer).

@@ -1,5 +1,6 @@
 /**
- * The TCP protocol core (RFC 9293 with RFC 5961, 7323, 2018, 6298, 5681, 6582, 6675, 3042, 1122): pure,
+ * The TCP protocol core (RFC 9293 with RFC 5961, 7323, 2018, 6298, 5681, 6582, 6675, 3042, 5827, 1122, and
+ * RFC 8985 §7 tail loss probes for SACK connections, tlp.ts): pure,
  * deterministic, no I/O and no clock. The tcp server owns sockets, buffers, rings and the clock; this
  * file is the only module it imports. Every connection's state is its Tcb (tcb.ts: numbers only, saved
  * to shared memory with tcbSave/tcbLoad);  calls. The functions share one module-level scratch (io.ts Cx: the caller's io for the duration of a

@@ -556,6 +556,8 @@ export function inheritOptions(dst: Tcb, src: Tcb): void {
   dst.keepIntvlUs = src.keepIntvlUs;
   dst.keepCnt = src.keepCnt;
   dst.ccAlgo = src.ccAlgo;
+  dst.optTlp = src.optTlp;
+  dst.tlpDelAckUs = src.tlpDelAckUs;
   dst.userTimeoutUs = src.userTimeoutUs;
   dst.maxRetries = src.maxRetries;
   dst.synRetries = src.synRetries;

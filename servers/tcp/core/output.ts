@@ -7,6 +7,7 @@
  *   output(t, cx, force)    send the data (and FIN) that windows, Nagle and SWS avoidance allow; arms the
  *                           retransmission timer (RFC 6298 §5.1) or the persist timer. force: the persist
  *                           timer's SWS override (RFC 9293 §3.8.6.2.1 "override timeout") for one segment.
+ *                           New data sent (re)starts the tail loss probe timeout (tlp.ts).
  *   sendRange(t, cx, seq, len)   one segment of sequence space [seq, seq+len) (data, maybe FIN):
  *                           retransmissions (RTO head, fast retransmit, NextSeg) and output's sends.
  *   sendAck / sendChallengeAck / sendOowAck / sendProbe / sendRst / sendRstSeq: control segments.
@@ -41,6 +42,7 @@ import {
   TIMER_OFF,
   type Tcb,
 } from './tcb.js';
+import { tlpSchedule } from './tlp.js';
 
 /** RFC 6675 DupThresh. */
 export const DUP_THRESH = 3;
@@ -313,6 +315,7 @@ export function output(t: Tcb, cx: Cx, force: boolean): void {
     ccOf(t).onIdle(t.cc, ccEnv(t, cx));
     t.lastSendUs = now;
   }
+  const maxBefore = t.sndMax;
   for (let guard = 0; guard < 4096; guard++) {
     const segMax = mss - sackRoom(t) > 0 ? mss - sackRoom(t) : 1;
     const wndRight = seqAdd(t.sndUna, t.sndWnd);
@@ -381,6 +384,8 @@ export function output(t: Tcb, cx: Cx, force: boolean): void {
     force = false;
     if (!ok) break;
   }
+  // RFC 8985 §7.2: new data went out: (re)start the probe timeout.
+  if (seqGt(t.sndMax, maxBefore)) tlpSchedule(t, cx);
   // Nothing in flight, something to send, and the peer's window holds it back: the persist timer
   // (zero-window probes, RFC 9293 §3.8.6.1; also the SWS override timer).
   if (t.tRtx === TIMER_OFF && t.tPersist === TIMER_OFF && sendPending(t, cx)) {

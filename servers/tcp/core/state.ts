@@ -43,19 +43,22 @@ export function setState(t: Tcb, to: number, cx: Cx): void {
       // Everything we sent is acknowledged. An orphan (nobody will ever read) must not wait forever for
       // the peer's FIN (Linux's tcp_fin_timeout).
       t.tRtx = TIMER_OFF;
+      t.tTlp = TIMER_OFF;
       t.tPersist = TIMER_OFF;
       if (t.orphan) t.tClose = now + t.finWait2Us;
       break;
     case TIME_WAIT:
       // RFC 9293 §3.10.7.4: wait 2 MSL; nothing but an ACK of a retransmitted FIN is ever sent again.
       t.tRtx = TIMER_OFF;
+      t.tTlp = TIMER_OFF;
       t.tPersist = TIMER_OFF;
       t.tKeepalive = TIMER_OFF;
       t.tDelack = TIMER_OFF;
       t.tClose = now + t.timeWaitUs;
       break;
     case CLOSED:
-      t.tRtx = t.tDelack = t.tPersist = t.tKeepalive = t.tClose = TIMER_OFF;
+      t.tRtx = t.tTlp = t.tDelack = t.tPersist = t.tKeepalive = t.tClose = TIMER_OFF;
+      t.tlpActive = 0;
       t.inRecovery = 0;
       sbClear(t.sb);
       cx.io.notify(t, t.err !== E_NONE ? N_CLOSED | N_ERROR : N_CLOSED);

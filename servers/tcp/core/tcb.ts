@@ -101,6 +101,18 @@ export const MAX_RETRIES = 15; // tcp_retries2
 export const SYN_RETRIES = 6; // tcp_syn_retries
 export const SYNACK_RETRIES = 5; // tcp_synack_retries
 export const FIN_WAIT_2_US = 60_000_000; // tcp_fin_timeout (orphaned sockets only)
+/**
+ * RFC 8985 §7.2 TLP.max_ack_delay (the draft's WCDelAckT), added to the probe timeout when one segment is
+ * in flight, since the peer may then hold its ACK for its delayed-ACK time. 50 ms: keepnet delays an ACK
+ * at most DELACK_US (40 ms); Linux starts at TCP_ATO_MIN (40 ms) and caps its delayed ACK at
+ * max(TCP_DELACK_MIN = 40 ms, its own SRTT) (tcp_send_delayed_ack), and the PTO's 2*SRTT already covers
+ * the SRTT term; 10 ms more for a HZ=100 peer's timer granularity. The RFC's conservative value (and
+ * Linux's sender, which adds TCP_RTO_MIN) is 200 ms, which on a path whose RTO sits at the 200 ms floor
+ * puts a one-segment flight's probe at the RTO deadline: no faster repair, only no backoff. A peer that
+ * delays longer (Windows: 200 ms) gets a needless probe of its one outstanding segment (one segment, and
+ * without D-SACK one cwnd reduction, tlp.ts); a server may set tlpDelAckUs = 200_000 for such peers.
+ */
+export const TLP_DELACK_US = 50_000;
 
 export class Tcb {
   // ---- identity -----------------------------------------------------------------------------------
@@ -171,6 +183,10 @@ export class Tcb {
   synAckRetries = SYNACK_RETRIES;
   timeWaitUs = TIME_WAIT_US;
   finWait2Us = FIN_WAIT_2_US;
+  /** RFC 8985 §7 tail loss probes (1) or not (0); only used when SACK was negotiated (timers.ts). */
+  optTlp = 1;
+  /** TLP.max_ack_delay (us): the peer's worst-case delayed ACK, added to a one-segment flight's PTO. */
+  tlpDelAckUs = TLP_DELACK_US;
 
   // ---- application side -------------------------------------------------------------------------------
   /** Shutdown requested: FIN after the data queued up to finSeq. */
@@ -194,6 +210,8 @@ export class Tcb {
   tKeepalive = TIMER_OFF;
   /** TIME_WAIT expiry, or the orphaned FIN_WAIT_2 timeout. */
   tClose = TIMER_OFF;
+  /** RFC 8985 §7 tail loss probe timeout (PTO); never later than tRtx while both are armed. */
+  tTlp = TIMER_OFF;
 
   // ---- retransmission -----------------------------------------------------------------------------------
   /** Consecutive timeouts of the same head segment (SYN retries included). */
@@ -219,6 +237,12 @@ export class Tcb {
   inRecovery = 0;
   /** RFC 6582 recover / RFC 6675 RecoveryPoint, exclusive (SND.MAX when recovery began). */
   recover = 0;
+  /** RFC 8985 §7.1 TLP episode: 1 while a probe is unresolved (TLP.end_seq set; seq 0 is legal). */
+  tlpActive = 0;
+  /** TLP.end_seq: SND.MAX just after the probe was sent (exclusive). */
+  tlpEnd = 0;
+  /** TLP.is_retrans: the probe retransmitted old data (1) or carried new data (0). */
+  tlpRetrans = 0;
 
   // ---- receive-side bookkeeping ------------------------------------------------------------------------------
   /** Bytes received in order since the last ACK we sent (delayed ACK: ACK every second full segment). */
@@ -243,6 +267,10 @@ export class Tcb {
   retransBytes = 0;
   fastRetrans = 0;
   rtoExpiries = 0;
+  /** Tail loss probes sent (RFC 8985 §7.3). */
+  tlpProbes = 0;
+  /** TLP episodes that ended showing the probe repaired a loss (RFC 8985 §7.4, cwnd reduced). */
+  tlpRecoveries = 0;
   dupAcksIn = 0;
   oooSegsIn = 0;
   challengeAcks = 0;

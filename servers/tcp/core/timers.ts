@@ -4,16 +4,18 @@
  *   tDelack     delayed ACK (RFC 5681 §4.2 / RFC 1122 §4.2.3.2: 40 ms, Linux's minimum);
  *   tPersist    zero-window probes (RFC 9293 §3.8.6.1) and the sender SWS override;
  *   tKeepalive  keepalive (RFC 1122 §4.2.3.6, Linux's probe/count/interval semantics);
- *   tClose      TIME_WAIT expiry (2 MSL) or an orphaned FIN_WAIT_2's timeout.
+ *   tClose      TIME_WAIT expiry (2 MSL) or an orphaned FIN_WAIT_2's timeout;
+ *   tTlp        tail loss probe (RFC 8985 §7, tlp.ts): at most tRtx; fires before it when both are due.
  *
  * Call order: the caller asks nextDeadline(t) after every call and calls onTimers(t, cx) when its clock
- * reaches it; onTimers fires every deadline <= now (in the order above after tClose), then sends a
+ * reaches it; onTimers fires every deadline <= now (tClose, tTlp, tRtx, tPersist, tKeepalive, tDelack), then sends a
  * pending ACK. A timer that finds nothing to do just switches itself off.
  */
 import { ccEnv, ccOf, effMss, type Cx } from './io.js';
-import { canSendData, output, persistIntervalUs, sendAck, sendPending, sendProbe, sendRange, sendRst, sendSyn } from './output.js';
+import { canSendData, dataEnd, output, persistIntervalUs, sendAck, sendPending, sendProbe, sendRange, sendRst, sendSyn } from './output.js';
 import { RTO_MAX_US, rtoBackoff, rtoCurrentUs } from './rto.js';
 import { sbClear } from './scoreboard.js';
+import { tlpAllowed, tlpCancel, tlpProbeSent } from './tlp.js';
 import { closeWith } from './state.js';
 import {
   CLOSED,
@@ -27,7 +29,7 @@ import {
   isSynchronized,
   type Tcb,
 } from './tcb.js';
-import { seqDiff } from '../../wire/seq.js';
+import { seqAdd, seqDiff } from '../../wire/seq.js';
 
 /** Earliest armed deadline (us), Infinity if none. */
 export function nextDeadline(t: Tcb): number {
@@ -36,6 +38,7 @@ export function nextDeadline(t: Tcb): number {
   if (t.tPersist < d) d = t.tPersist;
   if (t.tKeepalive < d) d = t.tKeepalive;
   if (t.tClose < d) d = t.tClose;
+  if (t.tTlp < d) d = t.tTlp;
   return d;
 }
 
@@ -99,6 +102,7 @@ function rtxTimer(t: Tcb, cx: Cx): void {
   t.inRecovery = 0;
   t.dupAcks = 0;
   t.recover = t.sndMax;
+  tlpCancel(t); // RFC 8985 §7.1: RTO recovery ends the TLP episode
   sbClear(t.sb);
   t.rttTiming = 0; // Karn
   // RFC 6298 §5.4: retransmit the earliest unacknowledged segment (even into a zero window: it is then
@@ -108,6 +112,32 @@ function rtxTimer(t: Tcb, cx: Cx): void {
   t.tRtx = now + rtoCurrentUs(t.rtt); // RFC 6298 §5.6
   sendRange(t, cx, t.sndUna, len);
   output(t, cx, false);
+}
+
+/**
+ * RFC 8985 §7.3 TLP_send_probe on PTO expiry: one new segment (up to SMSS, regardless of cwnd) when
+ * unsent data and the peer's window allow, else a retransmission of the highest SMSS of sent data (the
+ * FIN with it if outstanding); then the RTO is re-armed (not the PTO: one probe per episode).
+ */
+function tlpTimer(t: Tcb, cx: Cx): void {
+  if (!tlpAllowed(t)) return;
+  const now = cx.io.nowUs;
+  const mss = effMss(t);
+  const avail = seqDiff(dataEnd(t, cx), t.sndNxt);
+  const wndAvail = seqDiff(seqAdd(t.sndUna, t.sndWnd), t.sndNxt);
+  let retrans: boolean;
+  if (avail > 0 && wndAvail > 0) {
+    let len = Math.min(mss, avail, wndAvail);
+    if (t.appClosed !== 0 && seqAdd(t.sndNxt, len) === t.finSeq && wndAvail > len) len++; // with our FIN
+    sendRange(t, cx, t.sndNxt, len);
+    retrans = false;
+  } else {
+    const len = Math.min(mss, seqDiff(t.sndMax, t.sndUna));
+    sendRange(t, cx, seqAdd(t.sndMax, -len), len);
+    retrans = true;
+  }
+  tlpProbeSent(t, retrans, cx);
+  t.tRtx = now + rtoCurrentUs(t.rtt);
 }
 
 function persistTimer(t: Tcb, cx: Cx): void {
@@ -163,6 +193,10 @@ export function onTimers(t: Tcb, cx: Cx): void {
     t.tClose = TIMER_OFF;
     closeTimer(t, cx);
     if (t.state === CLOSED) return;
+  }
+  if (t.tTlp <= now) {
+    t.tTlp = TIMER_OFF;
+    tlpTimer(t, cx); // before the RTO: a probe due with it replaces the timeout and re-arms it
   }
   if (t.tRtx <= now) {
     t.tRtx = TIMER_OFF;
