@@ -339,3 +339,24 @@ t.test('emit failures (ring full) are losses: timers recover', async (t) => {
   const [r] = h.take();
   t.same([r.seq, r.dataLen], [S, 1000], 'retransmitted at the RTO');
 });
+
+t.test('receive: a short segment whose ACK is delayed is acknowledged as soon as the application drains the buffer', async (t) => {
+  // Linux's tcp_cleanup_rbuf rule. Without it, a peer running Nagle waits a whole delayed-ACK timeout
+  // (40 ms) for the ACK of its last short segment before it may send the next one.
+  const { h, t: c } = established();
+  feed(h, c, { seq: P, ack: S, flags: TCP_ACK, data: pattern(1000) });
+  feed(h, c, { seq: P + 1000, ack: S, flags: TCP_ACK | TCP_PSH, data: pattern(100, 1000) });
+  h.take();
+  feed(h, c, { seq: P + 1100, ack: S, flags: TCP_ACK | TCP_PSH, data: pattern(100, 1100) });
+  t.equal(h.take().length, 0, 'the short segment alone: ACK delayed');
+  t.equal(c.rcvPushed, 1);
+  t.not(c.tDelack, Infinity);
+  h.read(c);
+  core.appRecv(c, h);
+  const [a] = h.take();
+  t.same([flagsOf(a), a.ack], ['.', P + 1200], 'ACK at once when the application read everything');
+  t.equal(c.tDelack, Infinity);
+  // Full-sized data (bulk) does not arm the rule: its ACKs follow the every-second-segment rhythm.
+  feed(h, c, { seq: P + 1200, ack: S, flags: TCP_ACK, data: pattern(1000, 1200) });
+  t.equal(c.rcvPushed, 0, 'a full segment is not a pushed short one');
+});

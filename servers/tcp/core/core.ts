@@ -66,6 +66,7 @@ import {
   SYN_RECEIVED,
   SYN_SENT,
   TIME_WAIT,
+  TIMER_OFF,
   isSynchronized,
   type Tcb,
 } from './tcb.js';
@@ -175,6 +176,10 @@ export function appRecv(t: Tcb, io: TcpIo): void {
   const limit = io.recvLimit(t) >>> 0;
   const thresh = Math.min(t.rcvBuf >>> 1, t.rcvMss);
   if (seqDiff(limit, t.rcvAdv) >= (thresh > 0 ? thresh : 1)) sendAck(t, cx);
+  // Linux's tcp_cleanup_rbuf: the application drained everything after a short (pushed) segment whose
+  // ACK is being delayed: ACK now. The peer's Nagle is waiting for exactly this ACK to send its next
+  // small segment; delaying it costs a whole delayed-ACK timeout per exchange.
+  else if (t.rcvPushed && t.tDelack !== TIMER_OFF && seqDiff(limit, t.rcvNxt) >= t.rcvBuf) sendAck(t, cx);
 }
 
 /**

@@ -162,6 +162,7 @@ function emitNow(t: Tcb, cx: Cx): boolean {
   if (o.flags & TCP_ACK && !(o.flags & TCP_RST)) {
     t.lastAckSent = t.rcvNxt;
     t.rcvUnacked = 0;
+    t.rcvPushed = 0;
     t.ackNow = 0;
     t.tDelack = TIMER_OFF;
   }

@@ -249,6 +249,11 @@ export class Tcb {
   rcvUnacked = 0;
   /** Largest payload received (the peer's segment size, for the delayed ACK rule). */
   rcvSegMax = 0;
+  /**
+   * A segment shorter than the peer's full size arrived in order and its ACK is being delayed (Linux's
+   * ICSK_ACK_PUSHED): if the application then drains the receive buffer, the ACK goes at once.
+   */
+  rcvPushed = 0;
   /** An ACK must go out at the end of the current call (cleared by any segment carrying an ACK). */
   ackNow = 0;
   lastRcvUs = 0;
