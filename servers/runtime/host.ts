@@ -211,6 +211,9 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
         }
         return pools.ownerOf(buf) === owner && pools.epochOf(buf) === epoch >>> 0;
       },
+      beat(): void {
+        Atomics.add(cb.i32, C.BEAT, 1);
+      },
     };
     contexts.push(ctx);
     counters.push(ctx.counters);

@@ -42,6 +42,12 @@ export interface ServerContext {
    * happened finds its buffer gone on (the claim fails): drop it instead of duplicating it.
    */
   claim(buf: number, epoch: number): boolean;
+  /**
+   * A heartbeat from inside a long piece of work (a timer sweep over thousands of connections): the
+   * host beats between records and loop iterations, and a server that works longer than the hang
+   * detector's threshold without one is declared hung. Cheap (one atomic add).
+   */
+  beat(): void;
 }
 
 export interface ServerModule {

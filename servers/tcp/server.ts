@@ -406,6 +406,7 @@ export const tcpServer: ServerModule = {
       const t = beginA(s, slot);
       core.appSend(t, s.io);
       finish(s, slot, t, s.aBits);
+      if ((slot & 63) === 63) ctx.beat();
       const b = slot * SW.WORDS;
       if (table.kind(slot) !== KIND_CONN) continue;
       if (Atomics.load(v.sock, b + SW.NOTIFY) !== 0 && !sendNotify(s, slot)) s.retry.add(slot);
@@ -442,6 +443,7 @@ export const tcpServer: ServerModule = {
     const table = s.table;
     const maxConns = s.v.layout.maxConns;
     let min = Infinity;
+    let fired = 0;
     for (let slot = 0; slot < maxConns; slot++) {
       const kind = table.kind(slot);
       if (kind !== KIND_CONN) continue;
@@ -451,6 +453,8 @@ export const tcpServer: ServerModule = {
         core.onTimers(t, s.io);
         count(s, TC.timers);
         finish(s, slot, t, s.aBits);
+        // A sweep over thousands of expiring timers is long: keep the heartbeat going.
+        if ((++fired & 63) === 0) ctx.beat();
         d = table.kind(slot) === KIND_CONN ? table.get(slot, M.DEADLINE) : Infinity;
       }
       if (d < min) min = d;

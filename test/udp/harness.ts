@@ -143,6 +143,7 @@ export class UdpHost {
       counters: this.counters,
       config: net.config,
       state: net.state,
+      beat(): void {},
       claim(buf: number, epoch: number): boolean {
         const e = epoch >>> 0;
         const sender = ENDPOINT_ID[self.current.from];
