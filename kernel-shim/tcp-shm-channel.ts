@@ -9,9 +9,9 @@
  * Nothing here blocks, and every handler call is made from the shim's receive loop or a microtask,
  * never inside a TcpConn method (the contract's first rule).
  */
-import { HDR_DST_GEN, HDR_SRC_GEN, rd32, wr32 } from '../servers/runtime/messages.js';
+import { HDR_DST_GEN, HDR_SRC_GEN, rd32, rdU16, wr16, wr32 } from '../servers/runtime/messages.js';
 import type { RingConsumer, RingProducer } from '../shared-rings/ring.js';
-import { OP, OPTF_KEEPALIVE, OPTF_NODELAY, T, TCP_MSG, TERR_NAME, rdU16, wr16 } from '../servers/tcp/api.js';
+import { OP, OPTF_KEEPALIVE, OPTF_NODELAY, T, TCP_MSG, TERR_NAME } from '../servers/tcp/api.js';
 import { connId, genOf, KICK_RECV, KICK_SEND, PUB, slotOf, SW, TcpViews } from '../servers/tcp/layout.js';
 import { N } from '../servers/tcp/notify.js';
 import type { ShimHost } from './shim-host.js';

@@ -44,6 +44,17 @@ export function wr32(b: Uint8Array, o: number, v: number): void {
   b[o + 3] = v >>> 24;
 }
 
+/** Little-endian unsigned 16-bit read of a record field. */
+export function rdU16(b: Uint8Array, o: number): number {
+  return b[o] | (b[o + 1] << 8);
+}
+
+/** Little-endian 16-bit write of a record field. */
+export function wr16(b: Uint8Array, o: number, v: number): void {
+  b[o] = v;
+  b[o + 1] = v >>> 8;
+}
+
 export const HDR_DST_GEN = 0;
 export const HDR_SRC_GEN = 4;
 export const HEADER_BYTES = 8;

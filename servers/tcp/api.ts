@@ -118,10 +118,3 @@ export const TERR_NAME: readonly (TcpErrName | null)[] = (() => {
   return out;
 })();
 
-export function rdU16(b: Uint8Array, o: number): number {
-  return b[o] | (b[o + 1] << 8);
-}
-export function wr16(b: Uint8Array, o: number, v: number): void {
-  b[o] = v;
-  b[o + 1] = v >>> 8;
-}

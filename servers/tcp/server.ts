@@ -24,13 +24,13 @@
  */
 import { createHash } from 'node:crypto';
 import { K } from '../runtime/counters.js';
-import { D, DATA_MSG, FRAME_CSUM_OK, HDR_DST_GEN, HDR_SRC_GEN, HEADROOM, L4F_CSUM, L4F_DF, rd32, wr32 } from '../runtime/messages.js';
+import { D, DATA_MSG, FRAME_CSUM_OK, HDR_DST_GEN, HDR_SRC_GEN, HEADROOM, L4F_CSUM, L4F_DF, rd32, rdU16, wr16, wr32 } from '../runtime/messages.js';
 import type { ServerContext, ServerModule } from '../runtime/server.js';
 import type { Endpoint } from '../runtime/topology.js';
 import type { RingProducer } from '../../shared-rings/ring.js';
 import { IPPROTO_TCP } from '../wire/ipv4.js';
 import { TCP_ACK, TCP_RST, TCP_SYN, TcpRepr, TcpView } from '../wire/tcp.js';
-import { OP, OPTF_KEEPALIVE, OPTF_NODELAY, T, TCP_MSG, TERR, rdU16, wr16 } from './api.js';
+import { OP, OPTF_KEEPALIVE, OPTF_NODELAY, T, TCP_MSG, TERR } from './api.js';
 import { ConnTable } from './conn-table.js';
 import { TC } from './counters.js';
 import { connId, genOf, H, KIND_CONN, KIND_FREE, KIND_LISTENER, M, PUB, slotOf, SW, TCB_SLOT_WORDS, TcpViews } from './layout.js';
@@ -43,6 +43,13 @@ import { tcbFacts, tcbConfigure } from './tcb-facts.js';
 if (TCB_WORDS > TCB_SLOT_WORDS) throw new Error(`Tcb needs ${TCB_WORDS} words, the layout keeps ${TCB_SLOT_WORDS}`);
 
 const LOOPBACK = 0x7f000001;
+
+/** The counter of each drop verdict of the core ('drop:seg-<verdict name>'), built once. */
+const DROP_COUNTER: readonly (number | undefined)[] = (() => {
+  const out: (number | undefined)[] = [];
+  for (const [v, name] of Object.entries(core.VERDICT_NAMES)) out[Number(v)] = TC[`drop:seg-${name}` as keyof typeof TC];
+  return out;
+})();
 
 interface Shell {
   ctx: ServerContext;
@@ -536,7 +543,7 @@ function segment(s: Shell, r: TcpRepr, data: Uint8Array, src: number, dst: numbe
   const verdict = core.segmentArrives(t, r, data, s.io);
   if (verdict >= core.DROP_FIRST) {
     count(s, TC['drop:segment']);
-    const why = TC[`drop:seg-${core.VERDICT_NAMES[verdict]}` as keyof typeof TC];
+    const why = DROP_COUNTER[verdict];
     if (why !== undefined) count(s, why);
   }
   finish(s, slot, t, s.aBits);
@@ -772,7 +779,7 @@ function cookieAck(s: Shell, lslot: number, r: TcpRepr, data: Uint8Array, src: n
   const verdict = core.segmentArrives(t, r, data, s.io);
   if (verdict >= core.DROP_FIRST) {
     count(s, TC['drop:segment']);
-    const why = TC[`drop:seg-${core.VERDICT_NAMES[verdict]}` as keyof typeof TC];
+    const why = DROP_COUNTER[verdict];
     if (why !== undefined) count(s, why);
   }
   count(s, TC['syncookies-ok']);

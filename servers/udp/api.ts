@@ -191,14 +191,7 @@ export function uerrName(code: number): UdpErrName {
 // Little-endian field access on ring bytes (no DataView allocation per record); the 32-bit ones are
 // the runtime's (messages.ts).
 import { rd32 } from '../runtime/messages.js';
-export { rd32 as rdI32, wr32 } from '../runtime/messages.js';
+export { rd32 as rdI32, wr32, rdU16, wr16 } from '../runtime/messages.js';
 export function rdU32(b: Uint8Array, o: number): number {
   return rd32(b, o) >>> 0;
-}
-export function rdU16(b: Uint8Array, o: number): number {
-  return b[o] | (b[o + 1] << 8);
-}
-export function wr16(b: Uint8Array, o: number, v: number): void {
-  b[o] = v;
-  b[o + 1] = v >>> 8;
 }
