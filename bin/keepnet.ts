@@ -40,6 +40,10 @@ function num(v: string | undefined, name: string, dflt: number): number {
 
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(USAGE);
+    return;
+  }
   switch (cmd) {
     case 'bench': {
       // The benchmark's name: the first argument that is neither an option nor an option's value.
@@ -90,6 +94,8 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err) => {
+  // A wrong option is the user's mistake, not a crash: say what was wrong and show the usage.
+  if (typeof err?.code === 'string' && err.code.startsWith('ERR_PARSE_ARGS')) fail(err.message);
   process.stderr.write(`keepnet: ${err?.stack ?? err}\n`);
   process.exit(1);
 });

@@ -71,4 +71,13 @@ t.test('keepnet bench with a bad name or option fails with usage', async (t) => 
   const d = await run(['bench', 'bulk', '--duration', '0']);
   t.equal(d.code, 2);
   t.match(d.stderr, /--duration must be a positive number/);
+  for (const args of [['bench', '--bogus'], ['bench', 'rings', '--bogus'], ['demo', '--bogus']]) {
+    const u = await run(args);
+    t.equal(u.code, 2, `${args.join(' ')}: exit code 2`);
+    t.match(u.stderr, /^keepnet: .*Unknown option '--bogus'/m, `${args.join(' ')}: says which option`);
+    t.notMatch(u.stderr, /\n\s+at /, `${args.join(' ')}: no stack trace`);
+  }
+  const h = await run(['bench', '--help']);
+  t.equal(h.code, 0, '--help after a command: exit 0');
+  t.match(h.stdout, /^usage: keepnet/, '--help prints the usage');
 });
