@@ -593,7 +593,10 @@ function toListener(s: Shell, lslot: number, r: TcpRepr, data: Uint8Array, src: 
   }
   const child = allocConn(s, dst, r.dstPort, src, r.srcPort);
   if (child < 0) {
+    // The table is full (a flood's embryonic children fill it long before any backlog does): answer
+    // statelessly too. The cookie's ACK makes room by evicting an embryonic child (cookieAck).
     count(s, TC['drop:no-listener-slot']);
+    sendCookie(s, lslot, r, data, src, dst);
     return;
   }
   const { l, t } = childOf(s, lslot, child, r, src, dst, s.ctx.clock.nowUs());
@@ -715,15 +718,22 @@ function sendCookie(s: Shell, lslot: number, r: TcpRepr, data: Uint8Array, src: 
   }
 }
 
-/** An embryonic child of the listener gives its place up (for a connection whose handshake completed). */
+/**
+ * An embryonic child gives its place up for a connection whose handshake completed: a child of
+ * listener `lslot`, or of any listener when `lslot` is -1 (the table is full: a flood on one port
+ * must not shut out every other). The search starts at a moving point, so the victim is effectively
+ * random: a flood's children are the likely ones, and no peer can predict which is taken.
+ */
 function evictEmbryonic(s: Shell, lslot: number): boolean {
   const table = s.table;
   const max = s.v.layout.maxConns;
   const t = s.b;
-  const start = (Atomics.add(s.v.header, H.PORT_CURSOR, 0) >>> 0) % max;
+  const start = (Atomics.add(s.v.header, H.PORT_CURSOR, 1) >>> 0) % max;
   for (let k = 0; k < max; k++) {
     const i = (start + k) % max;
-    if (table.kind(i) !== KIND_CONN || table.get(i, M.PARENT) !== lslot + 1 || table.get(i, M.READY) !== 0) continue;
+    if (table.kind(i) !== KIND_CONN || table.get(i, M.READY) !== 0) continue;
+    const parent = table.get(i, M.PARENT);
+    if (parent === 0 || (lslot >= 0 && parent !== lslot + 1)) continue;
     load(s, i, t);
     if (t.state !== core.SYN_RECEIVED) continue;
     leaveBacklog(s, i);
@@ -749,7 +759,8 @@ function cookieAck(s: Shell, lslot: number, r: TcpRepr, data: Uint8Array, src: n
     count(s, TC['drop:backlog']);
     return true;
   }
-  const child = allocConn(s, dst, r.dstPort, src, r.srcPort);
+  let child = allocConn(s, dst, r.dstPort, src, r.srcPort);
+  if (child < 0 && evictEmbryonic(s, -1)) child = allocConn(s, dst, r.dstPort, src, r.srcPort);
   if (child < 0) {
     s.tx.abort();
     count(s, TC['drop:no-listener-slot']);

@@ -40,21 +40,20 @@ interface Progress {
   errors: Record<string, number>;
 }
 
-// Opt-in for now (KEEPNET_HOSTILE=1): a full-rate hping3 flood saturates a core for seconds, and two
-// known bugs (no cookies when the table fills before the backlog; tcp hang verdicts with thousands of
-// busy connections) make it load-sensitive. The shared-memory hostile tests (hostile.test.ts) run in CI.
-const optIn = process.env.KEEPNET_HOSTILE === '1';
-const reason = !optIn
-  ? 'opt-in: KEEPNET_HOSTILE=1 npx tap dist/test/hardening/kernel-hostile.test.js (needs root and hping3)'
+// Runs by default (KEEPNET_HOSTILE=0 skips it): .ci/run installs hping3. A full-rate flood saturates a
+// core for seconds; the assertions are about what the stack guarantees under it (no failed request,
+// no reset, no restart), not about how fast it answers.
+const optOut = process.env.KEEPNET_HOSTILE === '0';
+const reason = optOut
+  ? 'KEEPNET_HOSTILE=0'
   : !canRunNetns()
     ? netnsUnavailableReason()
     : !which('hping3')
-      ? 'hping3 is not installed (apt package hping3)'
+      ? 'hping3 is not installed (apt package hping3; .ci/run installs it)'
       : undefined;
 
 if (reason) {
-  if (process.env.CI && optIn) t.fail(`kernel hostile-traffic tests cannot run in CI: ${reason}`);
-  else t.plan(0, `kernel hostile-traffic tests skipped: ${reason}`);
+  t.plan(0, `kernel hostile-traffic tests skipped: ${reason}`);
 } else {
   const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
   const events = (bg: Background): Progress[] =>
@@ -261,10 +260,9 @@ if (reason) {
   });
 
   t.test('SYN flood against a table smaller than the backlog (default 256 < 511): new connections still made', async (t) => {
-    // The table fills with the flood's SYN_RECEIVED children before the backlog is full, so no SYN
-    // cookie is ever sent: a real client's SYN is dropped (drop:no-listener-slot) until those children
-    // time out, about a minute later. Marked todo until the tcp server answers with a cookie (or evicts
-    // an embryonic child) when the table, not the backlog, is full.
+    // The table fills with the flood's SYN_RECEIVED children before the backlog is full. A SYN that
+    // finds the table full is answered with a cookie, and the cookie's ACK evicts an embryonic child
+    // to make room: a real client still gets in at once, not a minute later when the children expire.
     const wire = createWire({});
     const stack = new Stack({ address: `${wire.stackAddr}/24`, gateway: wire.kernelAddr, link: { kind: 'tap', name: wire.tapName, fd: wire.tap.fd } });
     try {
@@ -278,7 +276,9 @@ if (reason) {
       const d = delta(stack.stats().servers.tcp.protocol, before, /syn|cookie|no-listener|backlog|evict|accepted/);
       t.comment(`${/(\d+) packets transmitted/.exec(fr.stdout + fr.stderr)?.[1]} SYNs in 3 s; then curl: ${r.stdout || r.stderr.trim()} after ${ms} ms; table ${tcpUsed(stack)}; tcp ${JSON.stringify(d)}`);
       const ok = r.code === 0 && r.stdout === '200';
-      t.ok(ok, 'a new connection from K right after the flood gets its response within 10 s', ok ? {} : { todo: 'SYN cookies are not sent when the table (not the backlog) is full: reported' });
+      t.ok(ok, 'a new connection from K right after the flood gets its response within 10 s');
+      t.ok((d['syncookies-sent'] ?? 0) > 0, 'SYNs that found the table full were answered with cookies');
+      t.ok((d['syn-evicted'] ?? 0) > 0, "the client's cookie ACK evicted an embryonic child");
       t.same(restarts(stack), NONE, 'no server restarted');
     } finally {
       await stack.close();
