@@ -54,8 +54,8 @@ stack.on('death', (d: { server: string; cause: string; reason?: unknown }) => {
   if (deaths.length < 20) console.error(line);
   deaths.push(line);
 });
-stack.on('hang', (h: { servers: string[] }) => {
-  const line = `${new Date().toISOString()} hang: ${h.servers.join(',')}`;
+stack.on('hang', (h: { servers: string[]; detail?: string }) => {
+  const line = `${new Date().toISOString()} hang: ${h.servers.join(',')} ${h.detail ?? ''}`;
   if (deaths.length < 20) console.error(line);
   deaths.push(line);
 });

@@ -99,6 +99,8 @@ interface Host {
   sched: { atUs: number; runNs: number; waitNs: number } | null;
   /** Silence excused as starvation so far in the current suspicion (us). */
   starvedUs: number;
+  /** What the last hang judgement saw of the thread (scheduler figures), for the death record. */
+  hangDetail: string;
   /** The heartbeat count at the last sample. */
   lastBeat: number;
   injectedAtUs: number | null;
@@ -136,6 +138,20 @@ function readSchedstat(tid: number): { runNs: number; waitNs: number } | null {
     return Number.isFinite(runNs) && Number.isFinite(waitNs) ? { runNs, waitNs } : null;
   } catch {
     return null;
+  }
+}
+
+/**
+ * A thread's scheduler state letter from /proc (R running or runnable, S sleeping, D uninterruptible,
+ * ...); '' where it cannot be read.
+ */
+function readThreadState(tid: number): string {
+  if (!(tid > 0)) return '';
+  try {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    return stat.charAt(stat.lastIndexOf(')') + 2);
+  } catch {
+    return '';
   }
 }
 
@@ -198,6 +214,7 @@ export class Supervisor extends EventEmitter {
       hangVerdict: false,
       sched: null,
       starvedUs: 0,
+      hangDetail: '',
       lastBeat: -1,
       injectedAtUs: null,
       verdictAtUs: 0,
@@ -389,7 +406,7 @@ export class Supervisor extends EventEmitter {
     else cause = 'exit';
     const [reason, ...stackLines] = crash.text
       ? crash.text.split('\n')
-      : [cause === 'hang' ? 'hung: heartbeat stopped while busy' : String((err as Error)?.message ?? err)];
+      : [cause === 'hang' ? `hung: heartbeat stopped while busy${h.hangDetail ? ` (${h.hangDetail})` : ''}` : String((err as Error)?.message ?? err)];
     const info: CrashInfo = { cause, reason, stack: stackLines.join('\n'), incarnation: gen, atUs: now };
     h.lastCrash = info;
     h.restarts[cause]++;
@@ -498,13 +515,24 @@ export class Supervisor extends EventEmitter {
    */
   private starvedNotHung(h: Host, now: number): boolean {
     const before = h.sched;
-    if (!before || h.starvedUs >= STARVE_MAX_US) return false;
-    const st = readSchedstat(h.cb.get(C.OS_TID));
+    h.hangDetail = '';
+    if (!before) return false;
+    const tid = h.cb.get(C.OS_TID);
+    const st = readSchedstat(tid);
     if (!st) return false;
     const elapsedNs = (now - before.atUs) * 1000;
     const ranNs = st.runNs - before.runNs;
     const waitedNs = st.waitNs - before.waitNs;
-    if (ranNs >= HUNG_RUN_NS || waitedNs < elapsedNs / 2) return false;
+    const state = readThreadState(tid);
+    // What the verdict was based on, for the death record: a false verdict must be diagnosable.
+    h.hangDetail =
+      `ran ${(ranNs / 1e6).toFixed(1)} ms and waited for a CPU ${(waitedNs / 1e6).toFixed(1)} ms of ` +
+      `${(elapsedNs / 1e6).toFixed(1)} ms without a beat; thread state ${state || '?'}`;
+    if (h.starvedUs >= STARVE_MAX_US || ranNs >= HUNG_RUN_NS) return false;
+    // Runnable (R) but not running enough to beat: starved, either on the run queue or, in a virtual
+    // machine, by the hypervisor taking the vCPU (steal time counts neither as run nor as wait). A
+    // thread blocked while claiming to be busy (S/D) is hung, unless it spent the silence queued.
+    if (state !== 'R' && waitedNs < elapsedNs / 2) return false;
     h.starvedUs += now - before.atUs;
     this.starvationExcused++;
     return true;
@@ -516,7 +544,7 @@ export class Supervisor extends EventEmitter {
   /** The verdict "hung": terminate the thread (via its task's abort signal), and note when it is gone. */
   private killHung(h: Host, s: { phi: number; silenceUs: number }): void {
     h.hangVerdict = true;
-    this.emit('hang', { servers: h.names, phi: s.phi, silenceMs: s.silenceUs / 1000 });
+    this.emit('hang', { servers: h.names, phi: s.phi, silenceMs: s.silenceUs / 1000, detail: h.hangDetail });
     const slot = h.active;
     if (!slot) return;
     const tid = h.cb.get(C.THREAD_ID);
@@ -544,6 +572,7 @@ export class Supervisor extends EventEmitter {
         if (h.gen !== h.deadGen) this.noteServing(h, h.gen);
         // An incarnation that never begins serving (a start() that hangs) is a hang too.
         if ((h.state as string) !== 'serving' && h.active && h.active.gen === h.gen && h.gen !== h.deadGen && !h.hangVerdict && now - h.startedAtUs > START_TIMEOUT_US) {
+          h.hangDetail = `not serving ${((now - h.startedAtUs) / 1000).toFixed(0)} ms after its start`;
           this.killHung(h, { phi: Infinity, silenceUs: now - h.startedAtUs });
         }
         continue;
