@@ -37,7 +37,7 @@ import { connId, genOf, H, KIND_CONN, KIND_FREE, KIND_LISTENER, M, PUB, slotOf, 
 import { N } from './notify.js';
 import { Tx } from './tx.js';
 import * as core from './core/core.js';
-import { N_ACCEPTABLE, N_CLOSED, N_CONNECTED, N_ERROR, N_READABLE, N_WRITABLE, Tcb, TCB_WORDS, tcbLoad, tcbSave, tcbCopy } from './core/tcb.js';
+import { N_ACCEPTABLE, N_CLOSED, N_CONNECTED, N_ERROR, N_READABLE, N_WRITABLE, Tcb, TCB_WORDS, tcbLoad, tcbSave, tcbCopy, tcbFieldNames } from './core/tcb.js';
 import { tcbFacts, tcbConfigure } from './tcb-facts.js';
 
 if (TCB_WORDS > TCB_SLOT_WORDS) throw new Error(`Tcb needs ${TCB_WORDS} words, the layout keeps ${TCB_SLOT_WORDS}`);
@@ -220,6 +220,15 @@ function emit(s: Shell, seg: core.OutSeg, slot: number, t: Tcb | null): boolean 
 
 function tcbWord(s: Shell, slot: number): number {
   return s.v.layout.tcbWord + slot * TCB_SLOT_WORDS;
+}
+
+/** The Tcb word holding `state` (checked at load: the schema must have it). */
+const TCB_STATE = tcbFieldNames().indexOf('state');
+if (TCB_STATE < 0) throw new Error('Tcb schema has no state field');
+
+/** A slot's TCP state, read straight from its stored Tcb (scans need no full load). */
+function stateOf(s: Shell, slot: number): number {
+  return s.v.tx[tcbWord(s, slot) + TCB_STATE];
 }
 
 function load(s: Shell, slot: number, t: Tcb): void {
@@ -624,13 +633,13 @@ function allocConn(s: Shell, laddr: number, lport: number, raddr: number, rport:
   const table = s.table;
   const slot = table.alloc(KIND_CONN, laddr, lport, raddr, rport);
   if (slot >= 0) return slot;
+  // A scan of the whole table on every connection made while it is full (a busy server's table
+  // fills with TIME_WAIT): meta words and one Tcb word per slot, no Tcb loads.
   let victim = -1;
   let best = Infinity;
-  const t = s.b;
   for (let i = 0; i < s.v.layout.maxConns; i++) {
     if (table.kind(i) !== KIND_CONN || table.get(i, M.APP_CLOSED) !== 1) continue;
-    load(s, i, t);
-    if (t.state !== core.TIME_WAIT) continue;
+    if (stateOf(s, i) !== core.TIME_WAIT) continue;
     const d = table.get(i, M.DEADLINE);
     if (d < best) {
       best = d;
@@ -727,15 +736,13 @@ function sendCookie(s: Shell, lslot: number, r: TcpRepr, data: Uint8Array, src: 
 function evictEmbryonic(s: Shell, lslot: number): boolean {
   const table = s.table;
   const max = s.v.layout.maxConns;
-  const t = s.b;
   const start = (Atomics.add(s.v.header, H.PORT_CURSOR, 1) >>> 0) % max;
   for (let k = 0; k < max; k++) {
     const i = (start + k) % max;
     if (table.kind(i) !== KIND_CONN || table.get(i, M.READY) !== 0) continue;
     const parent = table.get(i, M.PARENT);
     if (parent === 0 || (lslot >= 0 && parent !== lslot + 1)) continue;
-    load(s, i, t);
-    if (t.state !== core.SYN_RECEIVED) continue;
+    if (stateOf(s, i) !== core.SYN_RECEIVED) continue;
     leaveBacklog(s, i);
     table.free(i);
     Atomics.store(s.v.sock, i * SW.WORDS + SW.GEN, 0);
