@@ -8,7 +8,8 @@
  *       K still succeed, the table stays within its bound, SYN cookies are counted, no server restarts;
  *   (b) blind RSTs and SYNs at random sequence numbers on the keep-alive connection's four-tuple
  *       (hping3 -R / -S -s PORT -k), and at an in-window sequence number (hping3 -M, read off the wire):
- *       challenge ACKs, never a reset (RFC 5961);
+ *       challenge ACKs, never a reset; blind data at exactly RCV.NXT with unacceptable ACKs: dropped
+ *       (RFC 5961);
  *   (c) ICMP errors quoting the connection (a raw-socket python3 script in K, test/helpers/raw-inject.ts,
  *       and hping3 --icmp): soft errors, never a reset (RFC 5927 / RFC 1122 4.2.3.9).
  *
@@ -195,13 +196,24 @@ if (reason) {
         await run(wire, 'K', ['hping3', '-R', ...exactOnce, wire.stackAddr], 30_000, [0, 1]);
         await run(wire, 'K', ['hping3', '-S', ...exactOnce, wire.stackAddr], 30_000, [0, 1]);
         await run(wire, 'K', ['hping3', '-R', '-A', ...exactOnce, wire.stackAddr], 30_000, [0, 1]);
+        // Blind data at exactly RCV.NXT, with acknowledgment numbers the stack never sent or long acked
+        // (RFC 5961 §5): if it were taken, the http request stream would be corrupt (a 400, a close).
+        // (In the window rather than at RCV.NXT itself, which the client's requests keep moving.)
+        const beforeData = stack.stats().servers.tcp.protocol;
+        for (const ack of [(seg.seq + 0x40000000) >>> 0, (seg.seq - 0x40000000) >>> 0]) {
+          const data = ['-q', '-s', String(port), '-k', '-p', '80', '-c', '3', '-i', 'u20000', '-M', String((seg.ack + 1000) >>> 0), '-L', String(ack), '-A', '-P', '-d', '48'];
+          await run(wire, 'K', ['hping3', ...data, wire.stackAddr], 30_000, [0, 1]);
+        }
         const after = await moreResponses(client!, start, 5, 30_000);
+        const dd = delta(stack.stats().servers.tcp.protocol, beforeData, /^drop:seg-/);
         const d = delta(stack.stats().servers.tcp.protocol, before, /drop|rst|closed|challenge/);
         t.comment(`seq read off the wire: ${JSON.stringify(seg)}; RSTs/SYNs at ${inWindow}; tcp: ${JSON.stringify(d)}`);
         t.equal(after.keepAlive.bad, 0, 'no keep-alive request failed');
         t.same(after.keepAlive.localPorts, [port], 'the connection was not reset (same socket)');
         t.ok((d['drop:seg-rst-challenge'] ?? 0) > 0, 'in-window RSTs were answered with a challenge ACK');
         t.ok((d['drop:seg-syn-challenge'] ?? 0) > 0, 'SYNs on the established connection were answered with a challenge ACK');
+        t.comment(`blind data at RCV.NXT with bad ACKs: ${JSON.stringify(dd)}`);
+        t.ok((dd['drop:seg-ack-unsent'] ?? 0) + (dd['drop:seg-ack-too-old'] ?? 0) >= 6, 'the 6 blind data segments were dropped for their ACK and counted');
         t.same(restarts(stack), NONE, 'no server restarted');
         t.same(deaths, [], 'no server died or hung');
       });
@@ -265,6 +277,8 @@ if (reason) {
     // to make room: a real client still gets in at once, not a minute later when the children expire.
     const wire = createWire({});
     const stack = new Stack({ address: `${wire.stackAddr}/24`, gateway: wire.kernelAddr, link: { kind: 'tap', name: wire.tapName, fd: wire.tap.fd } });
+    const deaths: string[] = [];
+    stack.on('death', (d: { server: string; cause: string; reason?: unknown }) => deaths.push(`${d.server} ${d.cause} ${String(d.reason)}`));
     try {
       await stack.start();
       await startTcpService(stack.net as unknown as NetLike, 'http');
@@ -279,7 +293,7 @@ if (reason) {
       t.ok(ok, 'a new connection from K right after the flood gets its response within 10 s');
       t.ok((d['syncookies-sent'] ?? 0) > 0, 'SYNs that found the table full were answered with cookies');
       t.ok((d['syn-evicted'] ?? 0) > 0, "the client's cookie ACK evicted an embryonic child");
-      t.same(restarts(stack), NONE, 'no server restarted');
+      t.same(restarts(stack), NONE, 'no server restarted', { deaths });
     } finally {
       await stack.close();
       wire.destroy();
