@@ -123,6 +123,12 @@ export class FrameBatch {
   readonly flags: Int32Array;
   /** Slots [0, count) hold frames. */
   count = 0;
+  /**
+   * Receive side: a link may start a frame up to 7 bytes after its slot's off (and update off) when
+   * that makes its copy faster (shm-wire.ts: copies between equally aligned ends are word copies).
+   * Off by default: a receiver that chose its headroom gets exactly that headroom.
+   */
+  realign = false;
 
   /** Over a BufferSpace (e.g. Pools), or a single PacketPool. */
   constructor(space: BufferSpace | PoolLike, capacity: number) {

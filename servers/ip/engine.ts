@@ -129,7 +129,7 @@ export class IpEngine {
   private readonly toDriver: RingProducer;
   private readonly arpRepr = new ArpRepr();
   /** Packets waiting for ARP: buffer handle -> where the IPv4 packet is in it. */
-  private readonly waiting = new Map<number, { ipOff: number; ipLen: number }>();
+  private readonly waiting = new Map<number, { ipOff: number; ipLen: number; csumSkipped: boolean }>();
   private readonly quote = new Uint8Array(REASM_QUOTE_MAX);
   private announced = false;
 
@@ -493,7 +493,7 @@ export class IpEngine {
     if (q === 'resolved') {
       this.sendWithMac(buf, ipOff, ipLen, this.arp.resolvedMac, csumSkipped);
     } else if (q === 'queued') {
-      this.waiting.set(buf, { ipOff, ipLen });
+      this.waiting.set(buf, { ipOff, ipLen, csumSkipped });
     } else {
       this.count('drop:arp-queue');
       this.ctx.pools.free(buf, this.ctx.owner);
@@ -504,7 +504,10 @@ export class IpEngine {
     const w = this.waiting.get(handle);
     if (!w) return;
     this.waiting.delete(handle);
-    this.sendWithMac(handle, w.ipOff, w.ipLen, mac, false);
+    // The packet keeps its offload flag: its transport checksum was never computed when csumSkipped, and
+    // without the flag the peer verifies it and drops the packet (the first SYN to a new neighbour was
+    // lost this way, costing every first connection a 1 s SYN retransmission).
+    this.sendWithMac(handle, w.ipOff, w.ipLen, mac, w.csumSkipped);
   }
 
   private sendWithMac(buf: number, ipOff: number, ipLen: number, mac: number, csumSkipped: boolean): void {

@@ -341,6 +341,10 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
       const key = doorbell.prepare();
       let news = Atomics.load(cb.i32, C.STOP) !== 0 || Atomics.load(cb.i32, C.INJECT) !== FAULT.NONE;
       for (let i = 0; !news && !blocked && i < inputs.length; i++) news = inputs[i].ring.peek() >= 0;
+      // News outside the rings (the driver's link): its producer rings our doorbell only once we have
+      // announced the park, so what arrived since poll() looked must be checked here, or it waits for
+      // the next timer (see driver/server.ts pending()).
+      for (let i = 0; !news && !blocked && i < names.length; i++) news = SERVER_MODULES[names[i]].pending?.(contexts[i]) ?? false;
       if (news || timeoutMs === 0) {
         doorbell.cancel();
         continue;

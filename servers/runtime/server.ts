@@ -7,6 +7,7 @@
  *                              record again later (an output ring is full: backpressure)
  *   poll(ctx, nowUs)           timers: called every loop iteration; returns the next deadline (us on
  *                              the central clock) or Infinity
+ *   pending(ctx)               optional: news outside the input rings (re-checked before a park)
  *   stop(ctx)                  optional: a clean stop (flush captures, close links)
  * The host owns the rings, the clock, heartbeats, crash reporting and parking; a server owns only its
  * protocol logic. State that must survive a restart lives in shared memory, never in module globals.
@@ -55,6 +56,12 @@ export interface ServerModule {
   start(ctx: ServerContext): void;
   handle(ctx: ServerContext, from: Endpoint, type: number, bytes: Uint8Array, off: number, len: number): boolean;
   poll(ctx: ServerContext, nowUs: number): number;
+  /**
+   * Optional: whether news waits outside this server's input rings (the driver: frames on its link).
+   * The host asks it after announcing a park (doorbell prepare), so news that arrived after poll()
+   * looked, whose producer saw nobody parked and so did not ring, is not slept on.
+   */
+  pending?(ctx: ServerContext): boolean;
   /** A clean stop (the stack is closing): release what start() acquired. Not called after a crash. */
   stop?(ctx: ServerContext): void;
 }

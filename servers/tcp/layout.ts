@@ -155,7 +155,32 @@ export interface TcpLayoutOptions {
 }
 
 export const DEFAULT_MAX_CONNECTIONS = 256;
+/** The default buffer (send and receive, per connection), and the floor of wireBufferBytes(). */
 export const DEFAULT_BUFFER_BYTES = 1 << 17;
+/** The largest buffer wireBufferBytes() picks. */
+export const MAX_WIRE_BUFFER_BYTES = 1 << 20;
+/**
+ * Bytes of send + receive buffers a table sized by wireBufferBytes() may reserve. Reserved, not used:
+ * a SharedArrayBuffer's pages are committed when first touched, so an idle connection costs no memory
+ * and a busy one the bytes it actually cycles through.
+ */
+const WIRE_BUFFER_BUDGET = 1 << 29;
+
+/**
+ * The default buffer of a stack on the shared-memory wire (stack-memory.ts): the largest power of two
+ * up to 1 MiB that keeps the table within the budget (1 MiB for the default 256 connections, 256 KiB
+ * for 1024), never below 128 KiB. Why larger there: a 128 KiB window holds two 64 KiB segments, so a
+ * bulk transfer between two stacks sent two segments per round trip (app, tcp, ip, driver and back)
+ * and stalled; `bench bulk` (shared placement, this machine, side by side): 128 KiB 91-120 MB/s,
+ * 512 KiB 168-196, 1 MiB 177-247, 4 MiB 115-183. Not on TAP: with a 1 MiB window the kernel peer's
+ * burst overran the path while the application's event loop was blocked, and the kernel took a
+ * retransmission timeout (test/net/tcp-kernel.test.ts), which 128 KiB never caused.
+ */
+export function wireBufferBytes(maxConns: number): number {
+  let b = MAX_WIRE_BUFFER_BYTES;
+  while (b > DEFAULT_BUFFER_BYTES && maxConns * 2 * b > WIRE_BUFFER_BUDGET) b >>= 1;
+  return b;
+}
 
 const align = (n: number, a: number): number => Math.ceil(n / a) * a;
 

@@ -175,7 +175,12 @@ function emit(s: Shell, seg: core.OutSeg, slot: number, t: Tcb | null): boolean 
   r.payloadLen = seg.dataLen;
   const hl = r.headerLen();
   const segLen = hl + seg.dataLen;
-  const buf = pools.alloc(HEADROOM + segLen, ctx.owner);
+  // Payload bytes go to the same address modulo 8 as in the send buffer (up to 7 bytes of extra
+  // headroom): V8 copies between SharedArrayBuffers word by word only when both ends are equally
+  // aligned, else byte by byte (16 GB/s against 2-3 GB/s for 64 KiB here). The wire (shm-wire.ts) and
+  // the receiver keep that alignment, so the receiver's copy into its receive buffer is fast too.
+  const slack = seg.dataLen > 0 && t !== null && HEADROOM + segLen + 7 <= pools.maxSize ? 7 : 0;
+  const buf = pools.alloc(HEADROOM + segLen + slack, ctx.owner);
   if (buf < 0) {
     count(s, TC['tx-failed']);
     return false;
@@ -188,13 +193,14 @@ function emit(s: Shell, seg: core.OutSeg, slot: number, t: Tcb | null): boolean 
   }
   const pb = pools.bytesOf(buf);
   const base = pools.offsetOf(buf);
-  const segOff = base + HEADROOM;
+  let segOff = base + HEADROOM;
   if (seg.dataLen > 0 && t !== null) {
     const mask = s.v.layout.bufBytes - 1;
     const sb = s.v.sendBufOff(slot);
     const pos = ((seg.seq - tcbFacts.iss(t) - 1) >>> 0) & mask;
     const first = Math.min(seg.dataLen, mask + 1 - pos);
     const bytes = s.v.bytes;
+    if (slack !== 0) segOff += (bytes.byteOffset + sb + pos - (pb.byteOffset + segOff + hl)) & 7;
     pb.set(bytes.subarray(sb + pos, sb + pos + first), segOff + hl);
     if (first < seg.dataLen) pb.set(bytes.subarray(sb, sb + seg.dataLen - first), segOff + hl + first);
   }
@@ -203,7 +209,7 @@ function emit(s: Shell, seg: core.OutSeg, slot: number, t: Tcb | null): boolean 
   header(ib, o, ctx.generation);
   wr32(ib, o + D.BUF, buf);
   wr32(ib, o + D.EPOCH, pools.epochOf(buf));
-  wr32(ib, o + D.OFF, HEADROOM);
+  wr32(ib, o + D.OFF, segOff - base);
   wr32(ib, o + D.LEN, segLen);
   wr32(ib, o + D.OUT_SRC, seg.srcAddr);
   wr32(ib, o + D.OUT_DST, seg.dstAddr);

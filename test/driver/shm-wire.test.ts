@@ -365,3 +365,42 @@ t.test('holes (slots without a buffer): skipped, and frames wait in the ring whe
   b.rx.buf[3] = saved[3]!;
   t.equal(stackLeaks(a) + stackLeaks(b), 0);
 });
+
+t.test('alignment: a frame keeps its address modulo 8 across the wire when the receiver allows realign', async (t) => {
+  const [a, b] = pair(9000, { batch: 16 });
+  b.rx.realign = true;
+  const abs = (s: Stack, which: 'tx' | 'rx', i: number): number => s[which].bytesAt(i).byteOffset + s[which].pos(i);
+  let i = 0;
+  for (let shift = 0; shift < 8; shift++) {
+    for (const len of [60, 1514, 9000]) { // room for the shift: rx buffers are maxFrame + RX_HEADROOM
+      const tx = a.tx;
+      tx.off[0] = TX_HEADROOM + shift;
+      tx.len[0] = len;
+      tx.flags[0] = 0;
+      tx.count = 1;
+      writeFrame(tx.bytesAt(0), tx.pos(0), len, i);
+      t.equal(a.link.transmit(tx), 1);
+      b.rx.count = 0;
+      for (let k = 0; k < b.rx.capacity; k++) b.rx.off[k] = RX_HEADROOM;
+      t.equal(b.link.receive(b.rx), 1);
+      t.equal(b.rx.len[0], len, `len ${len} shift ${shift}`);
+      t.ok(isFrame(b.rx.bytesAt(0), b.rx.pos(0), len, i), 'intact');
+      t.equal(abs(b, 'rx', 0) & 7, abs(a, 'tx', 0) & 7, 'same address modulo 8 on both sides');
+      t.ok(b.rx.off[0]! >= RX_HEADROOM && b.rx.off[0]! < RX_HEADROOM + 8, 'moved forward by at most 7 bytes');
+      i++;
+    }
+  }
+  // Without realign the receiver's headroom is kept exactly (the pad is invisible).
+  b.rx.realign = false;
+  a.tx.off[0] = TX_HEADROOM + 3;
+  a.tx.len[0] = 1514;
+  a.tx.count = 1;
+  writeFrame(a.tx.bytesAt(0), a.tx.pos(0), 1514, 99);
+  a.link.transmit(a.tx);
+  b.rx.count = 0;
+  b.rx.off[0] = RX_HEADROOM;
+  b.link.receive(b.rx);
+  t.equal(b.rx.off[0], RX_HEADROOM, 'headroom kept');
+  t.ok(isFrame(b.rx.bytesAt(0), b.rx.pos(0), 1514, 99), 'intact');
+  a.tx.off[0] = TX_HEADROOM;
+});
