@@ -97,8 +97,6 @@ interface Host {
   hangVerdict: boolean;
   /** Scheduler stats of the host thread when it was last seen beating (see starvedNotHung). */
   sched: { atUs: number; runNs: number; waitNs: number } | null;
-  /** Silence excused as starvation so far in the current suspicion (us). */
-  starvedUs: number;
   /** What the last hang judgement saw of the thread (scheduler figures), for the death record. */
   hangDetail: string;
   /** The heartbeat count at the last sample. */
@@ -215,7 +213,6 @@ export class Supervisor extends EventEmitter {
       policy: new RestartPolicy({ ...opts.restart, random }),
       hangVerdict: false,
       sched: null,
-      starvedUs: 0,
       hangDetail: '',
       lastBeat: -1,
       injectedAtUs: null,
@@ -471,7 +468,6 @@ export class Supervisor extends EventEmitter {
     h.state = 'serving';
     h.threadId = h.cb.get(C.THREAD_ID);
     h.sched = null; // a new thread (or a new incarnation on it): its scheduler stats start afresh
-    h.starvedUs = 0;
     for (const w of h.servingWaiters.splice(0)) w();
     const pending = h.pendingFaults.shift();
     if (pending) this.applyFault(h, pending.server, pending.kind);
@@ -523,7 +519,8 @@ export class Supervisor extends EventEmitter {
     const tid = h.cb.get(C.OS_TID);
     const st = readSchedstat(tid);
     if (!st) return false;
-    const elapsedNs = (now - before.atUs) * 1000;
+    const silenceUs = now - before.atUs;
+    const elapsedNs = silenceUs * 1000;
     const ranNs = st.runNs - before.runNs;
     const waitedNs = st.waitNs - before.waitNs;
     const state = readThreadState(tid);
@@ -540,8 +537,6 @@ export class Supervisor extends EventEmitter {
     // (V8 waits for its platform's shared helper threads, e.g. parallel GC, which the main thread's
     // big heap keeps busy). A deadlock never ends; such a wait does: excused for a bounded time.
     const runnable = state === 'R' || waitedNs >= elapsedNs / 2;
-    const silenceUs = now - before.atUs;
-    h.starvedUs = silenceUs;
     if (silenceUs >= (runnable ? STARVE_MAX_US : BLOCKED_MAX_US)) return false;
     this.starvationExcused++;
     return true;
@@ -597,7 +592,6 @@ export class Supervisor extends EventEmitter {
         h.sched = st ? { atUs: now, runNs: st.runNs, waitNs: st.waitNs } : null;
       }
       if (s.verdict === 'ok') {
-        h.starvedUs = 0;
       } else if (s.verdict === 'hung' && this.starvedNotHung(h, now)) {
         h.monitor.rearm(now);
         this.emit('suspect', { servers: h.names, phi: s.phi, silenceMs: s.silenceUs / 1000, starved: true });

@@ -4,22 +4,12 @@
  * SVG is written. No speed is asserted.
  */
 import t from 'tap';
-import { execFile } from 'node:child_process';
+import { runCli } from '../helpers/cli.js';
 import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-const CLI = fileURLToPath(new URL('../../bin/keepnet.js', import.meta.url));
-
-function run(args: string[], timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err ? ((err as { code?: number | string }).code as number | null) : 0;
-      resolve({ code: typeof code === 'number' ? code : null, stdout, stderr });
-    });
-  });
-}
+const run = runCli;
 
 const FIGURES: Record<string, string[]> = {
   bulk: ['mbps', 'cpuS', 'perCpuSecond'],

@@ -19,6 +19,15 @@ function setup(bytes: number, o: Opts = {}): ReturnType<typeof established> {
   return x;
 }
 
+/** setup(bytes), the flight taken, and 10 ms later an ACK of its first 2 segments (the rest lost). */
+function afterAckOfTwo(bytes: number): ReturnType<typeof established> {
+  const x = setup(bytes);
+  x.h.take();
+  x.h.advance(10_000);
+  feed(x.h, x.t, { seq: P, ack: K(2), flags: TCP_ACK });
+  return x;
+}
+
 t.test('PTO: armed after new data, 2*SRTT + 2 ms for a multi-segment flight, before the RTO', async (t) => {
   const { h, t: c } = setup(4000);
   t.equal(h.take().length, 4);
@@ -37,10 +46,7 @@ t.test('PTO: armed after new data, 2*SRTT + 2 ms for a multi-segment flight, bef
 });
 
 t.test('tail segments lost: the probe goes at the PTO (not the RTO) and retransmits the last segment', async (t) => {
-  const { h, t: c } = setup(4000);
-  h.take();
-  h.advance(10_000);
-  feed(h, c, { seq: P, ack: K(2), flags: TCP_ACK }); // 2 and 3 lost
+  const { h, t: c } = afterAckOfTwo(4000); // 2 and 3 lost
   const t0 = h.nowUs;
   const cwnd = c.cc.cwnd;
   h.toDeadline(c);
@@ -59,10 +65,7 @@ t.test('tail segments lost: the probe goes at the PTO (not the RTO) and retransm
 });
 
 t.test("the probe's SACK reveals the hole: fast retransmit at once (no DupThresh, no RTO)", async (t) => {
-  const { h, t: c } = setup(4000);
-  h.take();
-  h.advance(10_000);
-  feed(h, c, { seq: P, ack: K(2), flags: TCP_ACK });
+  const { h, t: c } = afterAckOfTwo(4000);
   h.toDeadline(c);
   h.take();
   h.advance(10_000);
@@ -112,10 +115,7 @@ t.test('RFC 5827 with SACK: an ACK that advances SND.UNA and SACKs the segment a
 });
 
 t.test('an undecided episode (probe ACKed exactly to its end) does not block the next probe; it counts as repaired', async (t) => {
-  const { h, t: c } = setup(3000);
-  h.take();
-  h.advance(10_000);
-  feed(h, c, { seq: P, ack: K(2), flags: TCP_ACK });
+  const { h, t: c } = afterAckOfTwo(3000);
   h.toDeadline(c);
   h.take();
   feed(h, c, { seq: P, ack: K(3), flags: TCP_ACK });
@@ -147,10 +147,7 @@ t.test('a new-data probe acknowledged ends the episode without a congestion resp
 
 t.test('§7.4: a retransmitted probe that repaired a loss reduces cwnd once; a D-SACKed one does not', async (t) => {
   {
-    const { h, t: c } = setup(3000);
-    h.take();
-    h.advance(10_000);
-    feed(h, c, { seq: P, ack: K(2), flags: TCP_ACK }); // segment 2 lost
+    const { h, t: c } = afterAckOfTwo(3000); // segment 2 lost
     h.toDeadline(c);
     h.take();
     t.equal(c.tlpRetrans, 1);
@@ -166,10 +163,7 @@ t.test('§7.4: a retransmitted probe that repaired a loss reduces cwnd once; a D
     t.ok(c.cc.ssthresh < ss, 'congestion response');
   }
   {
-    const { h, t: c } = setup(3000);
-    h.take();
-    h.advance(10_000);
-    feed(h, c, { seq: P, ack: K(2), flags: TCP_ACK });
+    const { h, t: c } = afterAckOfTwo(3000);
     h.toDeadline(c);
     h.take();
     feed(h, c, { seq: P, ack: K(3), flags: TCP_ACK, sack: [[K(2), K(3)]] });
