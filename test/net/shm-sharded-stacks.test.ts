@@ -172,3 +172,23 @@ t.test('fault injection and probes name instances; unknown ones are refused', as
     await Promise.all([A.close(), B.close()]);
   }
 });
+
+t.test('within one stack (loopback and its own address), connections over both instances', async (t) => {
+  const [A, B] = await pair();
+  try {
+    const srv = await echoServer(A, 7100);
+    const jobs: Promise<string>[] = [];
+    const datas: Buffer[] = [];
+    for (let i = 0; i < 16; i++) {
+      const data = body(20000 + i, 700 + i);
+      datas.push(data);
+      jobs.push(echo(A, i % 2 === 0 ? '127.0.0.1' : ADDR_A, 7100, data));
+    }
+    t.same(await Promise.all(jobs), datas.map(sha), 'all echoed intact');
+    t.ok(A.shardedTcp!.connectsBy.every((n) => n > 0), `active opens on both: ${A.shardedTcp!.connectsBy.join(' ')}`);
+    t.ok(accepted(A, 'tcp') > 0 && accepted(A, 'tcp1') > 0, `accepted on both: ${accepted(A, 'tcp')} ${accepted(A, 'tcp1')}`);
+    await srv.close();
+  } finally {
+    await Promise.all([A.close(), B.close()]);
+  }
+});
