@@ -308,8 +308,13 @@ export class IpEngine {
     const ctx = this.ctx;
     let out = this.toUdp;
     if (target === 'tcp') {
-      const pb = ctx.pools.bytesOf(buf);
-      out = this.tcpOut(r.dst, (pb[l4OffAbs + 2] << 8) | pb[l4OffAbs + 3], r.src, (pb[l4OffAbs] << 8) | pb[l4OffAbs + 1]);
+      const tcp = this.toTcp;
+      if (tcp.length === 1) out = tcp[0];
+      else {
+        // Flow-sharded tcp: the instance of (dst, dport, src, sport), our side first.
+        const pb = ctx.pools.bytesOf(buf);
+        out = tcp[flowShard(this.shardKey, tcp.length, r.dst, (pb[l4OffAbs + 2] << 8) | pb[l4OffAbs + 3], r.src, (pb[l4OffAbs] << 8) | pb[l4OffAbs + 1])];
+      }
     }
     const o = out.reserve(D.L4_IN_BYTES, DATA_MSG.L4_IN);
     if (o < 0) {

@@ -99,6 +99,7 @@ t.test('TCP segments go to the instance their tuple hashes to; UDP to udp', asyn
   const { feed, key } = setup();
   const rand = mulberry32(11);
   const seen = new Array<number>(N).fill(0);
+  const wrong: string[] = [];
   for (let i = 0; i < 90; i++) {
     const sport = randInt(rand, 1024, 65535);
     const dport = [80, 443, 7][i % 3];
@@ -106,9 +107,11 @@ t.test('TCP segments go to the instance their tuple hashes to; UDP to udp', asyn
     const got = feed(frame);
     const want = flowShard(key, N, IP_A, dport, IP_B, sport);
     const name = want === 0 ? 'tcp' : `tcp${want}`;
-    t.same(got.map((g) => `${g.to}/${g.type}`), [`${name}/${DATA_MSG.L4_IN}`]) || t.fail(`segment ${i}`);
+    const where = got.map((g) => `${g.to}/${g.type}`).join(',');
+    if (where !== `${name}/${DATA_MSG.L4_IN}`) wrong.push(`segment ${i}: ${where}, wanted ${name}`);
     seen[want]++;
   }
+  t.same(wrong, [], 'each segment on the instance of its tuple');
   t.ok(seen.every((n) => n > 0), `every instance got some: ${seen.join(' ')}`);
   const u = feed(ethFrame(MAC_A, MAC_B, ipPacket({ src: IP_B, dst: IP_A, proto: IPPROTO_UDP, payload: udpDatagram(IP_B, IP_A, 5000, 53, new Uint8Array(4)) })));
   t.same(u.map((g) => g.to), ['udp']);
@@ -118,6 +121,7 @@ t.test('an ICMP error about one of our segments goes to the instance owning the 
   const { feed, key } = setup();
   const rand = mulberry32(12);
   const seen = new Array<number>(N).fill(0);
+  const wrong: string[] = [];
   for (let i = 0; i < 45; i++) {
     const lport = randInt(rand, 32768, 60999);
     // The segment we sent (A:lport -> B:80), quoted by a router's port unreachable.
@@ -126,8 +130,10 @@ t.test('an ICMP error about one of our segments goes to the instance owning the 
     const got = feed(ethFrame(MAC_A, MAC_B, ipPacket({ src: IP_B, dst: IP_A, proto: IPPROTO_ICMP, payload: icmp })));
     const want = flowShard(key, N, IP_A, lport, IP_B, 80);
     const name = want === 0 ? 'tcp' : `tcp${want}`;
-    t.same(got.map((g) => `${g.to}/${g.type}`), [`${name}/${DATA_MSG.ICMP_ERR}`]) || t.fail(`error ${i}`);
+    const where = got.map((g) => `${g.to}/${g.type}`).join(',');
+    if (where !== `${name}/${DATA_MSG.ICMP_ERR}`) wrong.push(`error ${i}: ${where}, wanted ${name}`);
     seen[want]++;
   }
+  t.same(wrong, [], 'each error on the instance owning the flow');
   t.ok(seen.every((n) => n > 0), `every instance got some: ${seen.join(' ')}`);
 });
