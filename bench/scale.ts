@@ -15,6 +15,8 @@
  * A's instances accepted (the flow hash's spread).
  */
 import { availableParallelism } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { C } from '../servers/runtime/control.js';
 import type * as nodeNet from 'node:net';
 import { Stack } from '../kernel-shim/stack.js';
 import { ShmWire } from '../servers/driver/shm-wire.js';
@@ -39,6 +41,12 @@ export interface ScaleRow {
   perInstance: number[];
   /** Threads of the two stacks (servers of both; the application's main thread not counted). */
   serverThreads: number;
+  /**
+   * Share of a core each thread used during the window (CPU seconds / wall seconds, from the kernel's
+   * per-thread schedstat; Linux only, else empty): 'app' is the main thread (the application and both
+   * shims), 'A.ip' stack A's ip server, 'B.tcp1' stack B's tcp instance 1...
+   */
+  coreShare: Record<string, number>;
   seconds: number;
   /** This figure divided by the one-instance figure of the same test in this run (null without one). */
   ratio: number | null;
@@ -90,15 +98,41 @@ function connect(B: Stack, port: number): Promise<nodeNet.Socket> {
   });
 }
 
-async function window(durationS: number, start: () => void, stop: () => void): Promise<{ seconds: number; cpuS: number }> {
+/** CPU nanoseconds a thread of this process has run (Linux schedstat), NaN when unknown. */
+function threadCpuNs(tid: number): number {
+  try {
+    return Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+  } catch {
+    return NaN;
+  }
+}
+
+/** The OS thread of every server host of both stacks, and the main thread, by label. */
+function threads(A: Stack, B: Stack): Map<string, number> {
+  const out = new Map<string, number>([['app', process.pid]]);
+  for (const [tag, s] of [['A', A], ['B', B]] as const) {
+    s.memory.hosts.forEach((names, h) => out.set(`${tag}.${names.join('+')}`, s.memory.control(h).get(C.OS_TID)));
+  }
+  return out;
+}
+
+async function window(durationS: number, A: Stack, B: Stack, start: () => void, stop: () => void): Promise<{ seconds: number; cpuS: number; coreShare: Record<string, number> }> {
   await sleep(durationS * 150);
   start();
+  const tids = threads(A, B);
+  const before = new Map([...tids].map(([k, tid]) => [k, threadCpuNs(tid)]));
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await sleep(durationS * 1000);
   stop();
   const cpu = process.cpuUsage(cpu0);
-  return { seconds: (performance.now() - t0) / 1000, cpuS: (cpu.user + cpu.system) / 1e6 };
+  const seconds = (performance.now() - t0) / 1000;
+  const coreShare: Record<string, number> = {};
+  for (const [k, tid] of tids) {
+    const d = threadCpuNs(tid) - before.get(k)!;
+    if (Number.isFinite(d)) coreShare[k] = Math.round((d / 1e9 / seconds) * 100) / 100;
+  }
+  return { seconds, cpuS: (cpu.user + cpu.system) / 1e6, coreShare };
 }
 
 async function run(test: ScaleTest, A: Stack, B: Stack, k: number, durationS: number): Promise<Omit<ScaleRow, 'test' | 'instances' | 'connections' | 'perInstance' | 'serverThreads' | 'ratio'>> {
@@ -158,7 +192,7 @@ async function run(test: ScaleTest, A: Stack, B: Stack, k: number, durationS: nu
       c.write(req);
     }
   }
-  const w = await window(durationS, () => (counting = true), () => {
+  const w = await window(durationS, A, B, () => (counting = true), () => {
     counting = false;
     running = false;
   });
@@ -168,7 +202,7 @@ async function run(test: ScaleTest, A: Stack, B: Stack, k: number, durationS: nu
   if (failure) throw failure;
   if (test === 'bulk') {
     const mb = received / 1e6;
-    return { mbps: mb / w.seconds, tps: null, rttUs: null, cpuS: w.cpuS, perCpuSecond: mb / w.cpuS, seconds: w.seconds };
+    return { mbps: mb / w.seconds, tps: null, rttUs: null, cpuS: w.cpuS, perCpuSecond: mb / w.cpuS, seconds: w.seconds, coreShare: w.coreShare };
   }
   return {
     mbps: null,
@@ -177,6 +211,7 @@ async function run(test: ScaleTest, A: Stack, B: Stack, k: number, durationS: nu
     cpuS: w.cpuS,
     perCpuSecond: transactions / w.cpuS,
     seconds: w.seconds,
+    coreShare: w.coreShare,
   };
 }
 
@@ -248,5 +283,14 @@ export function formatScaleBench(r: ScaleResult): string {
     ...rows.map(line),
     '',
     'threads: server threads of both stacks (plus the application thread). x 1 inst.: this figure over the one-instance figure of this run.',
+    '',
+    'share of a core per thread (CPU s / wall s in the window):',
+    ...r.results.map(
+      (x) =>
+        `  ${x.test} x${x.instances}: ` +
+        Object.entries(x.coreShare)
+          .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+          .join(', '),
+    ),
   ].join('\n');
 }

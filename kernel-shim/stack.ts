@@ -267,7 +267,7 @@ export class Stack extends EventEmitter implements ShimHost {
    * Resolves when it returns (intact or not); rejects after `timeoutMs`.
    */
   probe(server: ServerName, payload = 256, timeoutMs = 10_000): Promise<ProbeResult> {
-    const route = probeRoute(server);
+    const route = (this.memory.servers as readonly string[]).includes(server) ? probeRoute(server) : undefined;
     if (!route) {
       return Promise.reject(Object.assign(new TypeError(`unknown server '${server}'`), { code: 'ERR_INVALID_ARG_VALUE' }));
     }

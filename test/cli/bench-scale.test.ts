@@ -24,6 +24,9 @@ t.test('keepnet bench scale --instances 1,2 --connections 4 --duration 0.3 --jso
     t.equal(row.perInstance.length, row.instances, 'a count per instance');
     t.equal(row.perInstance.reduce((a: number, b: number) => a + b, 0), 4, 'every connection accepted by one instance');
     t.equal(row.serverThreads, 2 * (3 + row.instances), 'dedicated: a thread per server of both stacks');
+    if (process.platform === 'linux') {
+      t.ok('app' in row.coreShare && 'A.ip' in row.coreShare && (row.instances < 2 || 'B.tcp1' in row.coreShare), 'a core share per thread');
+    }
   }
 });
 

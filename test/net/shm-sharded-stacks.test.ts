@@ -168,6 +168,7 @@ t.test('fault injection and probes name instances; unknown ones are refused', as
     const r = await A.probe('tcp1');
     t.equal(r.intact, true, 'a probe through tcp1');
     t.throws(() => A.inject('tcp2', 'crash'), { code: 'ERR_INVALID_ARG_VALUE' });
+    await t.rejects(A.probe('tcp2'), { code: 'ERR_INVALID_ARG_VALUE' });
   } finally {
     await Promise.all([A.close(), B.close()]);
   }
