@@ -167,6 +167,8 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
   myGen = generation;
   crashRecorded = false;
   const names: ServerName[] = mem.hosts[host];
+  // Resolved once: the loop below calls them on every iteration.
+  const modules: ServerModule[] = names.map(serverModule);
   const gen = generation;
   const clock = mem.clock;
   const pools = mem.pools;
@@ -217,7 +219,7 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
     };
     contexts.push(ctx);
     counters.push(ctx.counters);
-    const server = serverModule(name);
+    const server = modules[names.indexOf(name)];
     for (const from of mem.inputsOf(name)) {
       const ring = new RingConsumer(mem.ring(from, name), { generation: gen, doorbell });
       inputs.push({ ring, from, server, ctx, index: inputs.length, retryPos: NaN, head: ring.position });
@@ -261,7 +263,7 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
   let replaying = false;
   const marks = new Int32Array(outputs.length);
   try {
-    for (let i = 0; i < names.length; i++) serverModule(names[i]).start(contexts[i]);
+    for (let i = 0; i < names.length; i++) modules[i].start(contexts[i]);
     // Serving from here on: every server of this incarnation has started.
     cb.servingSinceUs = clock.nowUs();
     for (;;) {
@@ -329,7 +331,7 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
       let deadline = Infinity;
       const now = clock.nowUs();
       for (let i = 0; i < names.length; i++) {
-        const d = serverModule(names[i]).poll(contexts[i], now);
+        const d = modules[i].poll(contexts[i], now);
         if (d < deadline) deadline = d;
       }
       for (let o = 0; o < outputs.length; o++) outputs[o].flush();
@@ -344,7 +346,7 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
       // News outside the rings (the driver's link): its producer rings our doorbell only once we have
       // announced the park, so what arrived since poll() looked must be checked here, or it waits for
       // the next timer (see driver/server.ts pending()).
-      for (let i = 0; !news && !blocked && i < names.length; i++) news = serverModule(names[i]).pending?.(contexts[i]) ?? false;
+      for (let i = 0; !news && !blocked && i < names.length; i++) news = modules[i].pending?.(contexts[i]) ?? false;
       if (news || timeoutMs === 0) {
         doorbell.cancel();
         continue;
@@ -364,7 +366,7 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
   for (let o = 0; o < outputs.length; o++) outputs[o].flush();
   for (let i = 0; i < names.length; i++) {
     try {
-      serverModule(names[i]).stop?.(contexts[i]);
+      modules[i].stop?.(contexts[i]);
     } catch {
       // Stopping anyway: a server that fails to release something at shutdown loses only that.
     }
