@@ -67,6 +67,8 @@ export interface NetBenchOptions {
   /** keepnet's shm wire MTU (default 65535) and checksum offload (default true). */
   mtu?: number;
   checksumOffload?: boolean;
+  /** Flow-sharded tcp instances per stack (default 1). */
+  tcpInstances?: number;
   onProgress?: (what: string) => void;
 }
 
@@ -280,10 +282,11 @@ async function crr(net: NetLike, host: string, durationS: number): Promise<Omit<
 const RUN: Record<NetTest, typeof bulk> = { bulk, rr, crr };
 
 /** Two keepnet stacks joined by the shared-memory wire, with the given placement. */
-async function keepnetPair(placement: BenchPlacement, mtu: number, checksumOffload: boolean): Promise<[Stack, Stack]> {
+async function keepnetPair(placement: BenchPlacement, mtu: number, checksumOffload: boolean, tcpInstances = 1): Promise<[Stack, Stack]> {
   const wire = ShmWire.create({ mtu, checksumOffload });
-  const A = new Stack({ address: '10.95.0.1/24', link: { kind: 'shm', wire, side: 'a' }, placement });
-  const B = new Stack({ address: '10.95.0.2/24', link: { kind: 'shm', wire, side: 'b' }, placement });
+  const shards = tcpInstances > 1 ? { tcpInstances } : {};
+  const A = new Stack({ address: '10.95.0.1/24', link: { kind: 'shm', wire, side: 'a' }, placement, ...shards });
+  const B = new Stack({ address: '10.95.0.2/24', link: { kind: 'shm', wire, side: 'b' }, placement, ...shards });
   const started = await Promise.allSettled([A.start(), B.start()]);
   const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {
@@ -320,7 +323,7 @@ export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResu
   }
   for (const placement of placements) {
     progress(`starting two keepnet stacks (${placement})`);
-    const [A, B] = await keepnetPair(placement, mtu, checksumOffload);
+    const [A, B] = await keepnetPair(placement, mtu, checksumOffload, opts.tcpInstances ?? 1);
     try {
       await sleep(200); // let the standbys park before measuring
       for (const test of tests) {

@@ -22,7 +22,7 @@ import { Stack, type StackOptions } from './stack.js';
 import { createDemoPair, DemoTraffic, type DemoPair, type TrafficFailure, type TrafficOptions } from './demo-traffic.js';
 import { FAULT_KINDS, type FaultKind } from '../servers/runtime/supervisor.js';
 import type { LatencySummary } from '../servers/runtime/stats.js';
-import { SERVER_NAMES, type ServerName } from '../servers/runtime/topology.js';
+import { serverNames, validateTcpInstances, type ServerName } from '../servers/runtime/topology.js';
 
 export type StackSide = 'a' | 'b';
 
@@ -148,9 +148,10 @@ function validate(opts: CampaignOptions): void {
   if (!(Number.isInteger(opts.count) || opts.count === Infinity) || opts.count < 0) {
     throw Object.assign(new RangeError(`count must be a non-negative integer, got ${opts.count}`), { code: 'ERR_OUT_OF_RANGE' });
   }
+  const names = serverNames(validateTcpInstances(opts.stack?.tcpInstances));
   for (const s of opts.servers ?? []) {
-    if (!(SERVER_NAMES as readonly string[]).includes(s)) {
-      throw Object.assign(new TypeError(`unknown server '${s}' (servers: ${SERVER_NAMES.join(', ')})`), { code: 'ERR_INVALID_ARG_VALUE' });
+    if (!(names as readonly string[]).includes(s)) {
+      throw Object.assign(new TypeError(`unknown server '${s}' (servers: ${names.join(', ')})`), { code: 'ERR_INVALID_ARG_VALUE' });
     }
   }
   for (const k of opts.kinds ?? []) {
@@ -198,7 +199,7 @@ export class FaultCampaign {
 
   constructor(private readonly opts: CampaignOptions) {
     validate(opts);
-    this.servers = opts.servers?.length ? opts.servers : [...SERVER_NAMES];
+    this.servers = opts.servers?.length ? opts.servers : serverNames(opts.stack?.tcpInstances ?? 1);
     this.kinds = opts.kinds?.length ? opts.kinds : [...FAULT_KINDS];
     this.log = opts.onEvent ?? (() => {});
     this.targets = opts.traffic === false || opts.targets !== 'both' ? ['a'] : ['a', 'b'];
@@ -470,7 +471,7 @@ export class FaultCampaign {
       const st = stack.supervisor.stats();
       poisonDropped += stack.supervisor.poisonDropped;
       stacks[side] = Object.fromEntries(
-        SERVER_NAMES.map((n) => [
+        stack.memory.servers.map((n) => [
           n,
           {
             thread: st[n].thread,

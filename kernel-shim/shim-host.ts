@@ -17,7 +17,7 @@ export interface ShimHost {
   /** Pool owner word of the shim: buffers it allocates, and buffers it has claimed. */
   readonly owner: number;
   /** The shim's producer on the ring to `to`. Flush after writing; wait for space with waitForSpaceAsync. */
-  out(to: 'udp' | 'tcp'): RingProducer;
+  out(to: 'udp' | Endpoint): RingProducer;
   /** Handle every record of message type `type` arriving at the shim (the record is committed after). */
   handle(type: number, fn: (from: Endpoint, ring: RingConsumer) => void): void;
   /**

@@ -14,7 +14,9 @@ import type { StackConfig } from '../servers/runtime/stack-memory.js';
 import type { ShimHost } from './shim-host.js';
 import { resolveNetwork, type NetworkOptions } from './stack-config.js';
 import type { TapDevice } from '../servers/driver/tap-device.js';
-import { PROTOCOL_COUNTERS } from '../servers/registry.js';
+import { protocolCounters } from '../servers/registry.js';
+import { TCP_MSG } from '../servers/tcp/api.js';
+import { ShardedTcpChannel } from './tcp-sharded-channel.js';
 import { DgramApi } from './dgram.js';
 import { createNet, type NetModule } from './net.js';
 import { ShmTcpChannel } from './tcp-shm-channel.js';
@@ -22,7 +24,7 @@ import { checksum } from '../servers/wire/checksum.js';
 import { HDR_DST_GEN, HDR_SRC_GEN, MSG, PROBE } from '../servers/runtime/messages.js';
 import { createStackMemory, StackMemory, type StackMemoryOptions } from '../servers/runtime/stack-memory.js';
 import { Supervisor, type FaultKind, type SupervisorOptions } from '../servers/runtime/supervisor.js';
-import { ENDPOINT_ID, SERVER_NAMES, type Endpoint, type ServerName } from '../servers/runtime/topology.js';
+import { ENDPOINT_ID, tcpInstanceOf, type Endpoint, type ServerName } from '../servers/runtime/topology.js';
 
 /** The shim's generation in the records it writes (it is never restarted). */
 export const SHIM_GEN = 1;
@@ -39,6 +41,11 @@ export const PROBE_ROUTES: Readonly<Record<ServerName, readonly Endpoint[]>> = {
   ip: ['shim', 'udp', 'ip', 'udp', 'shim'],
   driver: ['shim', 'udp', 'ip', 'driver', 'ip', 'udp', 'shim'],
 };
+
+/** The probe route through any server (tcp instance k: shim, tcpK, shim). */
+function probeRoute(server: ServerName): readonly Endpoint[] | undefined {
+  return tcpInstanceOf(server) > 0 ? ['shim', server, 'shim'] : PROBE_ROUTES[server];
+}
 
 export interface ProbeResult {
   id: number;
@@ -63,8 +70,12 @@ export class Stack extends EventEmitter implements ShimHost {
   readonly dgram: DgramApi;
   /** Node's net API on this stack: `stack.net.createServer()`, `stack.net.connect()`. */
   readonly net: NetModule;
-  /** The shim's side of the tcp server (requests, wake-ups, the shared socket buffers). */
+  /** The shim's side of the tcp server (requests, wake-ups, the shared socket buffers); instance 0's. */
   readonly tcpChannel: ShmTcpChannel;
+  /** One channel per tcp instance (just tcpChannel unless tcp is flow-sharded). */
+  readonly tcpChannels: ShmTcpChannel[];
+  /** With several tcp instances: the channel that spreads connects and installs listeners on all. */
+  readonly shardedTcp: ShardedTcpChannel | null = null;
   /** A TAP device this stack opened (closed with the stack). */
   private readonly tap: TapDevice | null;
   private readonly out_ = new Map<Endpoint, RingProducer>();
@@ -100,8 +111,25 @@ export class Stack extends EventEmitter implements ShimHost {
     }
     this.handle(MSG.PROBE, (from, ring) => this.receiveProbe(from, ring));
     this.dgram = new DgramApi(this);
-    this.tcpChannel = new ShmTcpChannel(this, this.memory.init.state.tcp);
-    this.net = createNet(this.tcpChannel);
+    const tcpNames = this.memory.tcpInstances;
+    if (tcpNames.length === 1) {
+      this.tcpChannel = new ShmTcpChannel(this, this.memory.init.state.tcp);
+      this.tcpChannels = [this.tcpChannel];
+      this.net = createNet(this.tcpChannel);
+    } else {
+      // Flow-sharded tcp: a channel per instance; each TCP record goes to its sender's channel.
+      this.tcpChannels = tcpNames.map((n) => new ShmTcpChannel(this, this.memory.init.state[n], n, false));
+      this.tcpChannel = this.tcpChannels[0];
+      const byFrom = new Map<Endpoint, ShmTcpChannel>(tcpNames.map((n, i) => [n, this.tcpChannels[i]]));
+      const route = (from: Endpoint, ring: RingConsumer): void => {
+        const ch = byFrom.get(from);
+        if (ch) ch.receive(ring);
+        else this.shimStats.unknown++;
+      };
+      for (const type of [TCP_MSG.REPLY, TCP_MSG.NOTIFY, TCP_MSG.ACCEPTED]) this.handle(type, route);
+      this.shardedTcp = new ShardedTcpChannel(this.tcpChannels, this.memory.init.config);
+      this.net = createNet(this.shardedTcp);
+    }
     for (const from of this.memory.inputsOf('shim')) {
       this.inputs.push({ from, ring: new RingConsumer(this.memory.ring(from, 'shim'), { doorbell: this.bell }) });
     }
@@ -170,7 +198,7 @@ export class Stack extends EventEmitter implements ShimHost {
     return this.memory.init.config;
   }
 
-  out(to: 'udp' | 'tcp'): RingProducer {
+  out(to: 'udp' | Endpoint): RingProducer {
     return this.out_.get(to)!;
   }
 
@@ -239,7 +267,7 @@ export class Stack extends EventEmitter implements ShimHost {
    * Resolves when it returns (intact or not); rejects after `timeoutMs`.
    */
   probe(server: ServerName, payload = 256, timeoutMs = 10_000): Promise<ProbeResult> {
-    const route = PROBE_ROUTES[server];
+    const route = (this.memory.servers as readonly string[]).includes(server) ? probeRoute(server) : undefined;
     if (!route) {
       return Promise.reject(Object.assign(new TypeError(`unknown server '${server}'`), { code: 'ERR_INVALID_ARG_VALUE' }));
     }
@@ -295,8 +323,8 @@ export class Stack extends EventEmitter implements ShimHost {
 
   /** Inject a fault into a server: 'crash' | 'exit' | 'hang' | 'poison'. */
   inject(server: ServerName, kind: FaultKind): void {
-    if (!(SERVER_NAMES as readonly string[]).includes(server)) {
-      throw Object.assign(new TypeError(`server must be one of ${SERVER_NAMES.join(', ')}, got '${server}'`), {
+    if (!(this.memory.servers as readonly string[]).includes(server)) {
+      throw Object.assign(new TypeError(`server must be one of ${this.memory.servers.join(', ')}, got '${server}'`), {
         code: 'ERR_INVALID_ARG_VALUE',
       });
     }
@@ -306,11 +334,10 @@ export class Stack extends EventEmitter implements ShimHost {
   stats() {
     const servers = this.supervisor.stats();
     const state = this.memory.init.state;
-    const protocol = Object.fromEntries(
-      SERVER_NAMES.map((n) => [n, PROTOCOL_COUNTERS[n]?.(state[n]) ?? {}]),
-    ) as Record<ServerName, Record<string, number>>;
+    const names = this.memory.servers;
+    const protocol = Object.fromEntries(names.map((n) => [n, protocolCounters(n, state[n])])) as Record<ServerName, Record<string, number>>;
     return {
-      servers: Object.fromEntries(SERVER_NAMES.map((n) => [n, { ...servers[n], protocol: protocol[n] }])) as Record<
+      servers: Object.fromEntries(names.map((n) => [n, { ...servers[n], protocol: protocol[n] }])) as Record<
         ServerName,
         (typeof servers)[ServerName] & { protocol: Record<string, number> }
       >,
@@ -326,7 +353,7 @@ export class Stack extends EventEmitter implements ShimHost {
     this.bell.ring();
     Atomics.notify(this.bell.i32, this.bell.index);
     this.dgram.close();
-    this.tcpChannel.close();
+    for (const c of this.tcpChannels) c.close();
     await this.pumping;
     for (const [id, p] of this.pending) {
       if (p.timer) clearTimeout(p.timer);

@@ -15,6 +15,7 @@ import { OP, OPTF_KEEPALIVE, OPTF_NODELAY, T, TCP_MSG, TERR_NAME } from '../serv
 import { connId, genOf, KICK_RECV, KICK_SEND, PUB, slotOf, SW, TcpViews } from '../servers/tcp/layout.js';
 import { N } from '../servers/tcp/notify.js';
 import type { ShimHost } from './shim-host.js';
+import type { Endpoint } from '../servers/runtime/topology.js';
 import type {
   ConnectRequest,
   ConnHandler,
@@ -46,12 +47,33 @@ export class ShmTcpChannel implements TcpChannel {
   private closed = false;
   readonly stats = { badRecords: 0, staleNotifies: 0, ringWaits: 0, duplicates: 0 };
 
-  constructor(host: ShimHost, state: SharedArrayBuffer) {
+  /**
+   * `endpoint`: the tcp instance this channel talks to ('tcp', or 'tcp1'... with flow-sharded tcp).
+   * `register`: take the shim's TCP records itself (one instance); with several, the stack routes
+   * each record to its instance's channel by sender (receive()).
+   */
+  constructor(host: ShimHost, state: SharedArrayBuffer, endpoint: Endpoint = 'tcp', register = true) {
     this.views = new TcpViews(state);
-    this.ring = host.out('tcp');
-    host.handle(TCP_MSG.REPLY, (_f, ring) => this.onReply(ring));
-    host.handle(TCP_MSG.NOTIFY, (_f, ring) => this.onNotify(ring));
-    host.handle(TCP_MSG.ACCEPTED, (_f, ring) => this.onAccepted(ring));
+    this.ring = host.out(endpoint);
+    if (register) {
+      host.handle(TCP_MSG.REPLY, (_f, ring) => this.onReply(ring));
+      host.handle(TCP_MSG.NOTIFY, (_f, ring) => this.onNotify(ring));
+      host.handle(TCP_MSG.ACCEPTED, (_f, ring) => this.onAccepted(ring));
+    }
+  }
+
+  /** Live connections of this channel (least-loaded placement of connects). */
+  get connections(): number {
+    return this.conns.size;
+  }
+
+  /** A TCP record from this channel's instance (when the stack routes them: see the constructor). */
+  receive(ring: RingConsumer): void {
+    const tag = ring.tag;
+    if (tag === TCP_MSG.NOTIFY) this.onNotify(ring);
+    else if (tag === TCP_MSG.REPLY) this.onReply(ring);
+    else if (tag === TCP_MSG.ACCEPTED) this.onAccepted(ring);
+    else this.stats.badRecords++;
   }
 
   // ---- requests -----------------------------------------------------------------------------------

@@ -5,11 +5,12 @@
  * --svg FILE: bar charts of the comparison (d3-scale for the scales, like bin/demo/report.ts).
  */
 import { parseArgs } from 'node:util';
+import { MAX_TCP_INSTANCES } from '../../servers/runtime/topology.js';
 import { writeFile } from 'node:fs/promises';
 import { scaleBand, scaleLinear } from 'd3-scale';
 import { benchNet, formatNetBench, NET_TESTS, PLACEMENTS, type NetBenchResult, type NetBenchRow, type NetTest, type BenchPlacement } from '../../bench/net.js';
 
-export const BENCH_NET_USAGE = `keepnet bench bulk|rr|crr|all [--duration S] [--placement dedicated|shared] [--mtu N] [--json] [--svg FILE]`;
+export const BENCH_NET_USAGE = `keepnet bench bulk|rr|crr|all [--duration S] [--placement dedicated|shared] [--mtu N] [--tcp-instances N] [--json] [--svg FILE]`;
 
 export async function benchNetCommand(what: string, args: string[], fail: (msg: string) => never): Promise<void> {
   let parsed;
@@ -23,6 +24,7 @@ export async function benchNetCommand(what: string, args: string[], fail: (msg: 
         duration: { type: 'string' },
         placement: { type: 'string' },
         mtu: { type: 'string' },
+        'tcp-instances': { type: 'string' },
       },
     });
   } catch (e) {
@@ -41,12 +43,18 @@ export async function benchNetCommand(what: string, args: string[], fail: (msg: 
   const mtu = values.mtu === undefined ? 65535 : Number(values.mtu);
   if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535) fail(`--mtu must be an integer in [576, 65535], got '${values.mtu}'`);
 
+  const tcpInstances = values['tcp-instances'] === undefined ? 1 : Number(values['tcp-instances']);
+  if (!Number.isInteger(tcpInstances) || tcpInstances < 1 || tcpInstances > MAX_TCP_INSTANCES) {
+    fail(`--tcp-instances must be an integer in [1, ${MAX_TCP_INSTANCES}], got '${values['tcp-instances']}'`);
+  }
+
   const tty = !values.json && process.stderr.isTTY;
   const r = await benchNet({
     duration,
     tests,
     placements,
     mtu,
+    tcpInstances,
     onProgress: (name) => {
       if (!values.json) process.stderr.write(tty ? `\r\x1b[K  measuring: ${name}` : `measuring: ${name}\n`);
     },

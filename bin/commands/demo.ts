@@ -12,10 +12,11 @@
  *     udp: { sent, echoed, lost }, recoveryMs: { p50, p99, max }, failures }
  */
 import { parseArgs } from 'node:util';
+import { MAX_TCP_INSTANCES } from '../../servers/runtime/topology.js';
 import { FaultCampaign, type CampaignResult } from '../../kernel-shim/fault-campaign.js';
 import { formatBytes, LiveView } from '../demo/live-view.js';
 
-export const DEMO_USAGE = `keepnet demo [--duration S] [--both-stacks] [--plain] [--json]
+export const DEMO_USAGE = `keepnet demo [--duration S] [--both-stacks] [--tcp-instances N] [--plain] [--json]
   (on a terminal: a live view until q or Ctrl-C; otherwise one line per event for 20 s)`;
 
 export interface DemoSummary {
@@ -50,11 +51,16 @@ export async function demoCommand(args: string[], fail: (msg: string) => never):
     options: {
       duration: { type: 'string' },
       'both-stacks': { type: 'boolean' },
+      'tcp-instances': { type: 'string' },
       plain: { type: 'boolean' },
       json: { type: 'boolean' },
     },
   }));
   const json = values.json === true;
+  const tcpInstances = Number(values['tcp-instances'] ?? '1');
+  if (!Number.isInteger(tcpInstances) || tcpInstances < 1 || tcpInstances > MAX_TCP_INSTANCES) {
+    fail(`--tcp-instances must be an integer in [1, ${MAX_TCP_INSTANCES}], got '${values['tcp-instances']}'`);
+  }
   const live = !json && !values.plain && process.stdout.isTTY === true && process.stdin.isTTY === true;
   let durationS: number | undefined;
   if (values.duration !== undefined) {
@@ -76,6 +82,7 @@ export async function demoCommand(args: string[], fail: (msg: string) => never):
     count: Infinity,
     targets: values['both-stacks'] ? 'both' : 'a',
     traffic: {},
+    ...(tcpInstances > 1 ? { stack: { tcpInstances } } : {}),
     ...(durationS !== undefined ? { durationMs: durationS * 1000 } : {}),
     signal: abort.signal,
     // On the live view, a fault every second or so, so that a person can follow each one.

@@ -7,11 +7,11 @@ import { parseArgs } from 'node:util';
 import { FaultCampaign } from '../../kernel-shim/fault-campaign.js';
 import type { FaultKind } from '../../servers/runtime/supervisor.js';
 import type { ServerName } from '../../servers/runtime/topology.js';
-import type { Placement } from '../../servers/runtime/topology.js';
+import { MAX_TCP_INSTANCES, type Placement } from '../../servers/runtime/topology.js';
 import { writeReport } from '../demo/report.js';
 
 export const FAULTS_USAGE = `keepnet faults --count N [--servers driver,ip,tcp,udp] [--kinds crash,exit,hang,poison]
-               [--placement dedicated|shared] [--in-flight K] [--back-to-back] [--both-stacks]
+               [--placement dedicated|shared] [--tcp-instances N] [--in-flight K] [--back-to-back] [--both-stacks]
                [--no-traffic] [--report FILE.svg|FILE.html] [--json]
   (faults go to stack A, the server side; --both-stacks alternates between A and B, the client side)
   (--in-flight 0: no probe traffic; default 4 probes in flight per server)
@@ -27,6 +27,7 @@ export async function faultsCommand(args: string[], fail: (msg: string) => never
       servers: { type: 'string' },
       kinds: { type: 'string' },
       placement: { type: 'string' },
+      'tcp-instances': { type: 'string' },
       'in-flight': { type: 'string' },
       'back-to-back': { type: 'boolean' },
       'both-stacks': { type: 'boolean' },
@@ -41,6 +42,10 @@ export async function faultsCommand(args: string[], fail: (msg: string) => never
   const kinds = values.kinds ? (values.kinds.split(',') as FaultKind[]) : undefined;
   const placement = (values.placement ?? 'dedicated') as Placement;
   if (placement !== 'dedicated' && placement !== 'shared') fail(`--placement must be dedicated or shared`);
+  const tcpInstances = Number(values['tcp-instances'] ?? '1');
+  if (!Number.isInteger(tcpInstances) || tcpInstances < 1 || tcpInstances > MAX_TCP_INSTANCES) {
+    fail(`--tcp-instances must be an integer in [1, ${MAX_TCP_INSTANCES}], got '${values['tcp-instances']}'`);
+  }
   const json = values.json === true;
   const inFlight = Number(values['in-flight'] ?? '4');
   if (!Number.isInteger(inFlight) || inFlight < 0) fail(`--in-flight must be a non-negative integer, got '${values['in-flight']}'`);
@@ -57,7 +62,7 @@ export async function faultsCommand(args: string[], fail: (msg: string) => never
       rearm: values['back-to-back'] !== true,
       targets: values['both-stacks'] ? 'both' : 'a',
       traffic: values['no-traffic'] ? false : {},
-      stack: { placement },
+      stack: tcpInstances === 1 ? { placement } : { placement, tcpInstances },
       onEvent: json ? undefined : (line) => process.stderr.write(`${stamp()} ${line}\n`),
     });
     const result = await campaign.run();

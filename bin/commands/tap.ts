@@ -9,12 +9,12 @@
 import { parseArgs } from 'node:util';
 import { Stack } from '../../kernel-shim/stack.js';
 import type { Socket } from '../../kernel-shim/dgram.js';
-import { SERVER_NAMES } from '../../servers/runtime/topology.js';
+import { MAX_TCP_INSTANCES } from '../../servers/runtime/topology.js';
 import { startTcpService, type NetLike } from '../services/tcp-services.js';
 import type { Server } from 'node:net';
 
 export const TAP_USAGE = `keepnet tap --dev NAME [--netns NS] --address A.B.C.D/P [--gateway G] [--mtu N] [--pcap FILE]
-            [--serve echo,discard,http] [--json]`;
+            [--serve echo,discard,http] [--tcp-instances N] [--json]`;
 
 const SERVICES = ['echo', 'discard', 'http'] as const;
 type Service = (typeof SERVICES)[number];
@@ -36,7 +36,7 @@ export function exitReport(stack: Stack): { servers: Record<string, unknown>; dr
   const st = stack.stats();
   const servers: Record<string, unknown> = {};
   const drops: Record<string, number> = {};
-  for (const name of SERVER_NAMES) {
+  for (const name of stack.memory.servers) {
     const s = st.servers[name];
     servers[name] = { restarts: s.restarts.total, restartsByCause: s.restarts, incarnation: s.incarnation, ...s.protocol, runtime: s.counters };
     for (const [k, v] of Object.entries(s.protocol)) {
@@ -59,6 +59,7 @@ export async function tapCommand(args: string[], fail: (msg: string) => never): 
         mtu: { type: 'string' },
         pcap: { type: 'string' },
         serve: { type: 'string' },
+        'tcp-instances': { type: 'string' },
         json: { type: 'boolean' },
       },
     });
@@ -72,6 +73,10 @@ export async function tapCommand(args: string[], fail: (msg: string) => never): 
   const serve = (values.serve ? values.serve.split(',') : []) as Service[];
   for (const s of serve) if (!(SERVICES as readonly string[]).includes(s)) fail(`unknown service '${s}' (services: ${SERVICES.join(', ')})`);
   const mtu = values.mtu === undefined ? undefined : Number(values.mtu);
+  const tcpInstances = values['tcp-instances'] === undefined ? 1 : Number(values['tcp-instances']);
+  if (!Number.isInteger(tcpInstances) || tcpInstances < 1 || tcpInstances > MAX_TCP_INSTANCES) {
+    fail(`--tcp-instances must be an integer in [1, ${MAX_TCP_INSTANCES}], got '${values['tcp-instances']}'`);
+  }
   // Listen for the stop signals before the TAP is opened: a SIGTERM during start-up (the TAP exists,
   // the workers are still starting) must still end in a clean close and the report, not a kill.
   const stopped = new Promise<void>((resolve) => {
@@ -85,6 +90,7 @@ export async function tapCommand(args: string[], fail: (msg: string) => never): 
       ...(values.gateway ? { gateway: values.gateway } : {}),
       ...(mtu !== undefined ? { mtu } : {}),
       ...(values.pcap ? { pcap: values.pcap } : {}),
+      ...(tcpInstances > 1 ? { tcpInstances } : {}),
       link: { kind: 'tap', name: values.dev, ...(values.netns ? { netns: values.netns } : {}) },
     });
   } catch (err) {

@@ -8,7 +8,7 @@
  */
 import type { CampaignSnapshot, FaultCampaign, StackSide } from '../../kernel-shim/fault-campaign.js';
 import type { FaultKind } from '../../servers/runtime/supervisor.js';
-import { SERVER_NAMES, type ServerName } from '../../servers/runtime/topology.js';
+import { tcpInstanceName, tcpInstanceOf, type ServerName } from '../../servers/runtime/topology.js';
 
 const ESC = '\x1b[';
 const BOLD = (s: string): string => `${ESC}1m${s}${ESC}22m`;
@@ -103,7 +103,12 @@ export class LiveView {
         return;
       }
       if (ch === 'a' || ch === 'b') this.side = ch;
-      else if (SERVER_KEYS[ch]) this.server = SERVER_KEYS[ch];
+      else if (ch === 't' && tcpInstanceOf(this.server) >= 0) {
+        // With sharded tcp, 't' again moves to the next instance (tcp, tcp1, ..., back to tcp).
+        const count = Object.keys(this.campaign.snapshot().stacks[this.side] ?? {}).filter((n) => tcpInstanceOf(n) >= 0).length;
+        const next = tcpInstanceOf(this.server) + 1;
+        this.server = tcpInstanceName(next < count ? next : 0);
+      } else if (SERVER_KEYS[ch]) this.server = SERVER_KEYS[ch];
       else if (KIND_KEYS[ch]) this.campaign.injectNow(this.side, this.server, KIND_KEYS[ch]);
     }
     this.draw();
@@ -125,7 +130,7 @@ export class LiveView {
       if (!st) continue;
       L.push(BOLD(`stack ${side.toUpperCase()} (${side === 'a' ? 'server side' : 'client side'})`));
       L.push(DIM(hdr));
-      for (const n of SERVER_NAMES) {
+      for (const n of Object.keys(st) as ServerName[]) {
         const v = st[n];
         const mark = side === this.side && n === this.server ? CYAN('▶ ') : '  ';
         const last = v.lastRecoveryMs === null ? '-' : `${v.lastRecoveryMs.toFixed(2)} ms`;

@@ -26,6 +26,8 @@ import { ICMP_DST_UNREACHABLE } from '../wire/icmp.js';
 import { D, DATA_MSG, FRAME_CSUM_OK, HDR_DST_GEN, HDR_SRC_GEN, L4F_CSUM, L4F_DF, rd32, wr32 } from '../runtime/messages.js';
 import type { ServerContext } from '../runtime/server.js';
 import type { RingProducer } from '../../shared-rings/ring.js';
+import { tcpInstanceName, type Endpoint } from '../runtime/topology.js';
+import { flowShard } from '../runtime/flow-shard.js';
 import { ARP_COUNTERS, ArpCache, emitArpFrame } from './arp-cache.js';
 import { FRAG_COUNTERS, Fragmenter } from './fragment.js';
 import { ICMP_ERROR_COUNTERS, IcmpErrorBuilder, ICMP_ERROR_MAX_LEN } from './icmp-error.js';
@@ -127,6 +129,10 @@ export class IpEngine {
   private readonly address: number;
   private readonly offload: boolean;
   private readonly toDriver: RingProducer;
+  private readonly toUdp: RingProducer;
+  /** The tcp instances' rings, by instance (one unless tcp is flow-sharded: runtime/flow-shard.ts). */
+  private readonly toTcp: RingProducer[];
+  private readonly shardKey: readonly number[];
   private readonly arpRepr = new ArpRepr();
   /** Packets waiting for ARP: buffer handle -> where the IPv4 packet is in it. */
   private readonly waiting = new Map<number, { ipOff: number; ipLen: number; csumSkipped: boolean }>();
@@ -149,6 +155,10 @@ export class IpEngine {
     this.input = new IpInput({ mac: this.mac, routes: this.routes, reassembler: new Reassembler() });
     this.icmp = new IcmpErrorBuilder(this.routes);
     this.toDriver = ctx.out.get('driver')!;
+    this.toUdp = ctx.out.get('udp')!;
+    const shards = ctx.config.tcpShards;
+    this.toTcp = Array.from({ length: shards?.count ?? 1 }, (_, k) => ctx.out.get(tcpInstanceName(k))!);
+    this.shardKey = shards?.key ?? [0, 0, 0, 0];
     this.slot = Object.fromEntries(IP_COUNTERS.map((n, i) => [n, i])) as Record<IpCounter, number>;
     this.persisted = new PersistedCounters(ctx.state);
     for (const c of [this.counters, this.input.counters, this.arp.counters, this.input.reassembler.counters, this.frag.counters, this.icmp.counters]) {
@@ -167,7 +177,21 @@ export class IpEngine {
 
   /** Room for the frames one record may produce (else the host offers the record again later). */
   hasRoom(): boolean {
-    return this.toDriver.canReserve(ROOM_BYTES) && this.ctx.out.get('udp')!.canReserve(256) && this.ctx.out.get('tcp')!.canReserve(256);
+    if (!this.toDriver.canReserve(ROOM_BYTES) || !this.toUdp.canReserve(256)) return false;
+    const tcp = this.toTcp;
+    for (let i = 0; i < tcp.length; i++) if (!tcp[i].canReserve(256)) return false;
+    return true;
+  }
+
+  /** The ring to the tcp instance that owns a four-tuple seen from this stack (local first). */
+  private tcpOut(laddr: number, lport: number, raddr: number, rport: number): RingProducer {
+    const tcp = this.toTcp;
+    return tcp.length === 1 ? tcp[0] : tcp[flowShard(this.shardKey, tcp.length, laddr, lport, raddr, rport)];
+  }
+
+  /** The ring to a transport for an ICMP error about a segment this stack sent (src is local). */
+  private errOut(target: 'udp' | 'tcp', src: number, dst: number, sport: number, dport: number): RingProducer {
+    return target === 'udp' ? this.toUdp : this.tcpOut(src, sport, dst, dport);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -282,7 +306,16 @@ export class IpEngine {
 
   private toTransport(target: 'udp' | 'tcp', buf: number, ipOffAbs: number, r: InputResult, l4OffAbs: number, csumOk: boolean): void {
     const ctx = this.ctx;
-    const out = ctx.out.get(target)!;
+    let out = this.toUdp;
+    if (target === 'tcp') {
+      const tcp = this.toTcp;
+      if (tcp.length === 1) out = tcp[0];
+      else {
+        // Flow-sharded tcp: the instance of (dst, dport, src, sport), our side first.
+        const pb = ctx.pools.bytesOf(buf);
+        out = tcp[flowShard(this.shardKey, tcp.length, r.dst, (pb[l4OffAbs + 2] << 8) | pb[l4OffAbs + 3], r.src, (pb[l4OffAbs] << 8) | pb[l4OffAbs + 1])];
+      }
+    }
     const o = out.reserve(D.L4_IN_BYTES, DATA_MSG.L4_IN);
     if (o < 0) {
       this.count('drop:ring-full');
@@ -308,8 +341,8 @@ export class IpEngine {
     out.commit();
   }
 
-  private icmpErrorUp(target: 'udp' | 'tcp', type: number, code: number, proto: number, src: number, dst: number, sport: number, dport: number, mtu: number, reporter: number, seq = 0): void {
-    const out = this.ctx.out.get(target)!;
+  private icmpErrorUp(target: 'udp' | 'tcp' | RingProducer, type: number, code: number, proto: number, src: number, dst: number, sport: number, dport: number, mtu: number, reporter: number, seq = 0): void {
+    const out = typeof target === 'string' ? this.errOut(target, src, dst, sport, dport) : target;
     const o = out.reserve(D.ICMP_ERR_BYTES, DATA_MSG.ICMP_ERR);
     if (o < 0) {
       this.count('drop:ring-full');
@@ -372,7 +405,8 @@ export class IpEngine {
   // ---------------------------------------------------------------------------------------------
   // Output
 
-  onL4Out(rec: Uint8Array, off: number, nowUs: number): void {
+  /** `from`: the transport that sent it (an error about it goes back there). */
+  onL4Out(rec: Uint8Array, off: number, nowUs: number, from?: Endpoint): void {
     const ctx = this.ctx;
     const pools = ctx.pools;
     const buf = rd32(rec, off + D.BUF);
@@ -395,7 +429,8 @@ export class IpEngine {
     const route = this.routes.lookup(dst);
     if (!route) {
       this.count('drop:no-route');
-      this.icmpErrorUp(proto === IPPROTO_TCP ? 'tcp' : 'udp', 3, 0, proto, rd32(rec, off + D.OUT_SRC) >>> 0, dst, bytes[l4] << 8 | bytes[l4 + 1], bytes[l4 + 2] << 8 | bytes[l4 + 3], 0, 0);
+      const back = from !== undefined && from !== 'udp' && proto === IPPROTO_TCP ? ctx.out.get(from) : undefined;
+      this.icmpErrorUp(back ?? (proto === IPPROTO_TCP ? 'tcp' : 'udp'), 3, 0, proto, rd32(rec, off + D.OUT_SRC) >>> 0, dst, bytes[l4] << 8 | bytes[l4 + 1], bytes[l4 + 2] << 8 | bytes[l4 + 3], 0, 0);
       pools.free(buf, ctx.owner);
       return;
     }

@@ -4,7 +4,8 @@
  * counts about the server's inputs, not about one incarnation). Names are fixed here so every slot has
  * one meaning; a server's protocol drops ("drop:REASON") get slots from DROP_REASONS.
  */
-import { SERVER_NAMES, type ServerName } from './topology.js';
+
+import { SERVER_NAMES, tcpInstanceOf, type ServerName } from './topology.js';
 
 export const COUNTERS = [
   'handled', // input records handled and committed
@@ -25,13 +26,16 @@ export class Counters {
   readonly i32: Int32Array;
   private readonly base: number;
 
-  constructor(sab: SharedArrayBuffer, server: ServerName) {
+  /** `server`: its name, or its position in the stack's server list (StackMemory.servers). */
+  constructor(sab: SharedArrayBuffer, server: ServerName | number) {
+    const index = typeof server === 'number' ? server : serverIndex(server);
+    if (index < 0 || (index + 1) * SLOTS * 4 > sab.byteLength) throw new RangeError(`no counters for server #${index}`);
     this.i32 = new Int32Array(sab);
-    this.base = SERVER_NAMES.indexOf(server) * SLOTS;
+    this.base = index * SLOTS;
   }
 
-  static allocate(): SharedArrayBuffer {
-    return new SharedArrayBuffer(SERVER_NAMES.length * SLOTS * 4);
+  static allocate(servers: number = SERVER_NAMES.length): SharedArrayBuffer {
+    return new SharedArrayBuffer(servers * SLOTS * 4);
   }
 
   static slot(name: CounterName): number {
@@ -51,6 +55,14 @@ export class Counters {
     COUNTERS.forEach((n, i) => (out[n] = Atomics.load(this.i32, this.base + i)));
     return out;
   }
+}
+
+/** A server's position in serverNames(): the base four, then tcp instance k at 3 + k. */
+function serverIndex(server: ServerName): number {
+  const i = (SERVER_NAMES as readonly string[]).indexOf(server);
+  if (i >= 0) return i;
+  const k = tcpInstanceOf(server);
+  return k >= 1 ? SERVER_NAMES.length - 1 + k : -1;
 }
 
 /** Slot numbers, resolved once (hot paths use these constants). */

@@ -30,7 +30,7 @@ import { CARRIES_BUFFER, DESC_BUF, DESC_EPOCH, HDR_DST_GEN, HDR_SRC_GEN, MSG, PR
 import type { ServerContext, ServerModule } from './server.js';
 import { createStackMemory, StackMemory, type StackMemoryInit } from './stack-memory.js';
 import { ENDPOINT_BY_ID, ENDPOINT_ID, type Endpoint, type ServerName } from './topology.js';
-import { SERVER_MODULES } from '../registry.js';
+import { serverModule } from '../registry.js';
 
 /** The piscina task: a standby for host `host` in standby slot `slot` (see control.ts). */
 export interface HostTask {
@@ -151,7 +151,7 @@ export default function hostTask(task: HostTask): HostResult {
  */
 function rehearse(hosts: ServerName[][], host: number): void {
   try {
-    const mem = new StackMemory(createStackMemory({ placement: hosts, ringCapacity: 1024, poolBuffers: 8, poolBufferSize: 256, bigBuffers: 2, bigBufferSize: 4096, tcp: { maxConnections: 2, bufferBytes: 4096 } }));
+    const mem = new StackMemory(createStackMemory({ placement: hosts, tcpInstances: hosts.flat().filter((n) => n.startsWith('tcp')).length, ringCapacity: 1024, poolBuffers: 8, poolBufferSize: 256, bigBuffers: 2, bigBufferSize: 4096, tcp: { maxConnections: 2, bufferBytes: 4096 } }));
     mem.control(host).set(C.STOP, 1);
     for (let i = 0; i < 3; i++) runHost(mem, host, 1);
   } catch {
@@ -167,6 +167,8 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
   myGen = generation;
   crashRecorded = false;
   const names: ServerName[] = mem.hosts[host];
+  // Resolved once: the loop below calls them on every iteration.
+  const modules: ServerModule[] = names.map(serverModule);
   const gen = generation;
   const clock = mem.clock;
   const pools = mem.pools;
@@ -217,7 +219,7 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
     };
     contexts.push(ctx);
     counters.push(ctx.counters);
-    const server = SERVER_MODULES[name];
+    const server = modules[names.indexOf(name)];
     for (const from of mem.inputsOf(name)) {
       const ring = new RingConsumer(mem.ring(from, name), { generation: gen, doorbell });
       inputs.push({ ring, from, server, ctx, index: inputs.length, retryPos: NaN, head: ring.position });
@@ -261,7 +263,7 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
   let replaying = false;
   const marks = new Int32Array(outputs.length);
   try {
-    for (let i = 0; i < names.length; i++) SERVER_MODULES[names[i]].start(contexts[i]);
+    for (let i = 0; i < names.length; i++) modules[i].start(contexts[i]);
     // Serving from here on: every server of this incarnation has started.
     cb.servingSinceUs = clock.nowUs();
     for (;;) {
@@ -329,7 +331,7 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
       let deadline = Infinity;
       const now = clock.nowUs();
       for (let i = 0; i < names.length; i++) {
-        const d = SERVER_MODULES[names[i]].poll(contexts[i], now);
+        const d = modules[i].poll(contexts[i], now);
         if (d < deadline) deadline = d;
       }
       for (let o = 0; o < outputs.length; o++) outputs[o].flush();
@@ -344,7 +346,7 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
       // News outside the rings (the driver's link): its producer rings our doorbell only once we have
       // announced the park, so what arrived since poll() looked must be checked here, or it waits for
       // the next timer (see driver/server.ts pending()).
-      for (let i = 0; !news && !blocked && i < names.length; i++) news = SERVER_MODULES[names[i]].pending?.(contexts[i]) ?? false;
+      for (let i = 0; !news && !blocked && i < names.length; i++) news = modules[i].pending?.(contexts[i]) ?? false;
       if (news || timeoutMs === 0) {
         doorbell.cancel();
         continue;
@@ -364,7 +366,7 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
   for (let o = 0; o < outputs.length; o++) outputs[o].flush();
   for (let i = 0; i < names.length; i++) {
     try {
-      SERVER_MODULES[names[i]].stop?.(contexts[i]);
+      modules[i].stop?.(contexts[i]);
     } catch {
       // Stopping anyway: a server that fails to release something at shutdown loses only that.
     }

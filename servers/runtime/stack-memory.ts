@@ -12,7 +12,8 @@ import { ShmWire } from '../driver/shm-wire.js';
 import { DEFAULT_MAX_CONNECTIONS, TcpLayout, wireBufferBytes, type TcpLayoutOptions } from '../tcp/layout.js';
 import { C, ControlBlock } from './control.js';
 import { Counters } from './counters.js';
-import { LINKS, SERVER_NAMES, hostsFor, linkName, type Endpoint, type Placement, type ServerName } from './topology.js';
+import { hostsFor, linkName, linksFor, serverNames, validateTcpInstances, type Endpoint, type Placement, type ServerName } from './topology.js';
+import { newShardKey, type TcpShards } from './flow-shard.js';
 
 /** The network interface of a stack (one per stack for now). Addresses are uint32 values. */
 export interface InterfaceConfig {
@@ -39,13 +40,15 @@ export interface StackConfig {
   faults?: import('../driver/fault-link.js').FaultLinkOptions;
   /** Capture every frame of the link to this pcap file. */
   pcap?: string;
+  /** Flow-sharded TCP (flow-shard.ts): present only with two or more tcp instances. */
+  tcpShards?: TcpShards;
 }
 
 /**
  * Bytes of shared state each server keeps across its restarts (its tables live here, not in its heap).
  * tcp's is sized by its connection table and buffers (tcp/layout.ts).
  */
-export const STATE_BYTES: Readonly<Record<Exclude<ServerName, 'tcp'>, number>> = { driver: 4096, ip: 8192, udp: 1 << 18 };
+export const STATE_BYTES: Readonly<Record<'driver' | 'ip' | 'udp', number>> = { driver: 4096, ip: 8192, udp: 1 << 18 };
 
 export interface StackMemoryOptions {
   config?: StackConfig;
@@ -60,8 +63,10 @@ export interface StackMemoryOptions {
   bigBufferSize?: number;
   /** Use a manual (fake) clock page, for tests. */
   manualClock?: boolean;
-  /** The tcp server's connection table: connections and per-connection buffer bytes. */
+  /** The tcp server's connection table: connections and per-connection buffer bytes (per tcp instance). */
   tcp?: TcpLayoutOptions;
+  /** TCP server instances sharded by flow hash (default 1: one tcp server, as always). */
+  tcpInstances?: number;
 }
 
 /** Everything a thread needs to attach: plain data and SharedArrayBuffers (structured-clonable). */
@@ -74,6 +79,8 @@ export interface StackMemoryInit {
   /** Doorbell words for endpoints that are not hosts (the shim). */
   bells: SharedArrayBuffer;
   hosts: ServerName[][];
+  /** Every server of the stack: the four base servers, then tcp instances 1..N-1. */
+  servers: ServerName[];
   config: StackConfig;
   state: Record<ServerName, SharedArrayBuffer>;
 }
@@ -81,7 +88,9 @@ export interface StackMemoryInit {
 const SHIM_BELL = 0;
 
 export function createStackMemory(opts: StackMemoryOptions = {}): StackMemoryInit {
-  const hosts = hostsFor(opts.placement ?? 'dedicated');
+  const tcpInstances = validateTcpInstances(opts.tcpInstances);
+  const servers = serverNames(tcpInstances);
+  const hosts = hostsFor(opts.placement ?? 'dedicated', servers);
   const clock = ClockPage.create({ manual: opts.manualClock ?? false }).sab;
   const pools = Pools.create({
     smallBuffers: opts.poolBuffers ?? 4096,
@@ -91,7 +100,7 @@ export function createStackMemory(opts: StackMemoryOptions = {}): StackMemoryIni
   });
   const capacity = opts.ringCapacity ?? 1 << 18;
   const rings: Record<string, RingRegion> = {};
-  for (const [from, to] of LINKS) rings[linkName(from, to)] = Ring.create({ capacity });
+  for (const [from, to] of linksFor(tcpInstances)) rings[linkName(from, to)] = Ring.create({ capacity });
   // On the shared-memory wire (another keepnet stack at the other end) connections get larger buffers
   // unless the caller chose (tcp/layout.ts wireBufferBytes says why).
   let tcp = opts.tcp;
@@ -100,17 +109,20 @@ export function createStackMemory(opts: StackMemoryOptions = {}): StackMemoryIni
     if (Number.isInteger(maxConns) && maxConns >= 1) tcp = { ...tcp, bufferBytes: wireBufferBytes(maxConns) };
   }
   const state = Object.fromEntries(
-    SERVER_NAMES.map((n) => [n, n === 'tcp' ? TcpLayout.create(tcp) : new SharedArrayBuffer(STATE_BYTES[n])]),
+    servers.map((n) => [n, n.startsWith('tcp') ? TcpLayout.create(tcp) : new SharedArrayBuffer(STATE_BYTES[n as keyof typeof STATE_BYTES])]),
   ) as Record<ServerName, SharedArrayBuffer>;
+  let config: StackConfig = opts.config ?? { iface: null, link: { kind: 'none' } };
+  if (tcpInstances > 1) config = { ...config, tcpShards: { count: tcpInstances, key: newShardKey() } };
   return {
     clock,
     pools,
     rings,
     control: ControlBlock.allocate(hosts.length),
-    counters: Counters.allocate(),
+    counters: Counters.allocate(servers.length),
     bells: new SharedArrayBuffer(64),
     hosts,
-    config: opts.config ?? { iface: null, link: { kind: 'none' } },
+    servers,
+    config,
     state,
   };
 }
@@ -121,12 +133,20 @@ export class StackMemory {
   readonly clock: Clock;
   readonly pools: Pools;
   readonly hosts: ServerName[][];
+  /** Every server of the stack (the base four, then tcp instances 1..N-1). */
+  readonly servers: ServerName[];
+  /** The tcp instances' names: 'tcp', then 'tcp1'... */
+  readonly tcpInstances: ServerName[];
+  private readonly links: (readonly [Endpoint, Endpoint])[];
 
   constructor(init: StackMemoryInit) {
     this.init = init;
     this.clock = Clock.attach(init.clock);
     this.pools = new Pools(init.pools);
     this.hosts = init.hosts;
+    this.servers = init.servers;
+    this.tcpInstances = init.servers.filter((n) => n.startsWith('tcp'));
+    this.links = linksFor(this.tcpInstances.length);
   }
 
   hostOf(server: ServerName): number {
@@ -168,9 +188,9 @@ export class StackMemory {
 
   /** Rings into `to`, in a fixed order (their index names them in control blocks). */
   inputsOf(to: Endpoint): Endpoint[] {
-    return LINKS.filter(([, b]) => b === to).map(([a]) => a);
+    return this.links.filter(([, b]) => b === to).map(([a]) => a);
   }
   outputsOf(from: Endpoint): Endpoint[] {
-    return LINKS.filter(([a]) => a === from).map(([, b]) => b);
+    return this.links.filter(([a]) => a === from).map(([, b]) => b);
   }
 }

@@ -33,7 +33,7 @@ import { PoisonTracker, recordKey } from './poison.js';
 import { RestartPolicy, type RestartPolicyOptions } from './backoff.js';
 import { Histogram, seededRandom, type LatencySummary } from './stats.js';
 import type { StackMemory } from './stack-memory.js';
-import { ENDPOINT_ID, SERVER_NAMES, type ServerName } from './topology.js';
+import { ENDPOINT_ID, type ServerName } from './topology.js';
 
 export type FaultKind = 'crash' | 'exit' | 'hang' | 'poison';
 export const FAULT_KINDS: readonly FaultKind[] = ['crash', 'exit', 'hang', 'poison'];
@@ -243,7 +243,7 @@ export class Supervisor extends EventEmitter {
       h.pool.on('error', (err: unknown) => this.emit('warning', err));
       h.cb.set(C.SKIP_RING, -1);
     }
-    for (const name of SERVER_NAMES) {
+    for (const name of mem.servers) {
       this.supRings.set(name, new RingProducer(mem.ring('sup', name), { wake: mem.doorbellOf(name) }));
     }
   }

@@ -9,6 +9,9 @@
  */
 import { G, KIND_CONN, KIND_FREE, KIND_LISTENER, M, TcpViews, type TcpLayout } from './layout.js';
 import type { Tx } from './tx.js';
+import { flowShard } from '../runtime/flow-shard.js';
+
+const NO_KEY: readonly number[] = [0, 0, 0, 0];
 
 export const EPHEMERAL_LO = 32768;
 export const EPHEMERAL_HI = 60999;
@@ -187,14 +190,17 @@ export class ConnTable {
 
   /**
    * An ephemeral port for a connection to raddr:rport from laddr (Linux's range 32768..60999): the
-   * four-tuple must be unused and no listener may own the port. 0 if none is free.
+   * four-tuple must be unused and no listener may own the port. 0 if none is free. With flow-sharded
+   * tcp instances (runtime/flow-shard.ts), only ports whose tuple hashes to instance `shard` of
+   * `shards` qualify (as mTCP picks them), so the ip server hands this connection's segments to us.
    */
-  ephemeral(laddr: number, raddr: number, rport: number, seed: number): number {
+  ephemeral(laddr: number, raddr: number, rport: number, seed: number, shards = 1, shard = 0, key: ArrayLike<number> = NO_KEY): number {
     const span = EPHEMERAL_HI - EPHEMERAL_LO + 1;
     const cursor = Atomics.add(this.header, 10 /* H.PORT_CURSOR */, 1);
     const start = (mix(raddr, rport, seed, 0) + cursor) % span;
     for (let i = 0; i < span; i++) {
       const port = EPHEMERAL_LO + ((start + i) % span);
+      if (shards > 1 && flowShard(key, shards, laddr, port, raddr, rport) !== shard) continue;
       if (this.exact(laddr, port, raddr, rport) >= 0) continue;
       if (this.listener(laddr, port) >= 0) continue;
       return port;

@@ -27,7 +27,7 @@ import { siphash4x32 } from './siphash.js';
 import { K } from '../runtime/counters.js';
 import { D, DATA_MSG, FRAME_CSUM_OK, HDR_DST_GEN, HDR_SRC_GEN, HEADROOM, L4F_CSUM, L4F_DF, rd32, rdU16, wr16, wr32 } from '../runtime/messages.js';
 import type { ServerContext, ServerModule } from '../runtime/server.js';
-import type { Endpoint } from '../runtime/topology.js';
+import { tcpInstanceOf, type Endpoint } from '../runtime/topology.js';
 import type { RingProducer } from '../../shared-rings/ring.js';
 import { IPPROTO_TCP } from '../wire/ipv4.js';
 import { TCP_ACK, TCP_RST, TCP_SYN, TcpRepr, TcpView } from '../wire/tcp.js';
@@ -93,6 +93,10 @@ interface Shell {
   muted: boolean;
   /** Scratch: the SYN a cookie stands for. */
   synRepr: TcpRepr;
+  /** Flow sharding (runtime/flow-shard.ts): how many tcp instances, which one this is, the stack's key. */
+  shards: number;
+  shard: number;
+  shardKey: readonly number[];
 }
 
 const shells = new WeakMap<ServerContext, Shell>();
@@ -426,6 +430,9 @@ export const tcpServer: ServerModule = {
       isnValue: 0,
       muted: false,
       synRepr: new TcpRepr(),
+      shards: ctx.config.tcpShards?.count ?? 1,
+      shard: Math.max(0, tcpInstanceOf(ctx.name)),
+      shardKey: ctx.config.tcpShards?.key ?? [0, 0, 0, 0],
     };
     s.io = makeIo(s);
     shells.set(ctx, s);
@@ -915,7 +922,7 @@ function connect(s: Shell, b: Uint8Array, off: number): boolean {
   }
   const table = s.table;
   if (lport === 0) {
-    lport = table.ephemeral(laddr, raddr, rport, s.secret.readUInt32LE(0));
+    lport = table.ephemeral(laddr, raddr, rport, s.secret.readUInt32LE(0), s.shards, s.shard, s.shardKey);
     if (lport === 0) {
       reply(s, token, TERR.EADDRNOTAVAIL, -1);
       return true;
