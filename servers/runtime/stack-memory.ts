@@ -24,13 +24,20 @@ export interface InterfaceConfig {
   mac: number;
   mtu: number;
   checksumOffload: boolean;
+  /**
+   * TSO: the largest TCP segment (header + payload) the link accepts and cuts into MTU-sized segments
+   * itself (a TAP with IFF_VNET_HDR). 0 or absent: none; every segment fits the MTU.
+   */
+  gsoMaxBytes?: number;
 }
 
 /** Where the driver's frames go. Plain data: structured-clonable to every worker. */
 export type LinkConfig =
   | { kind: 'none' }
   | { kind: 'shm'; wire: import('../driver/shm-wire.js').ShmWireInit; side: 'a' | 'b' }
-  | { kind: 'tap'; fd: number; name: string };
+  /** vnetHdrSize: the fd was opened with IFF_VNET_HDR and this header size (0: plain frames); gso: the
+   * kernel was allowed TSO towards us (TUN_F_TSO4), so frames up to 64 KiB arrive. */
+  | { kind: 'tap'; fd: number; name: string; vnetHdrSize?: number; gso?: boolean };
 
 export interface StackConfig {
   iface: InterfaceConfig | null;
@@ -83,10 +90,13 @@ const SHIM_BELL = 0;
 export function createStackMemory(opts: StackMemoryOptions = {}): StackMemoryInit {
   const hosts = hostsFor(opts.placement ?? 'dedicated');
   const clock = ClockPage.create({ manual: opts.manualClock ?? false }).sab;
+  // A TAP with TSO/GRO moves 64 KiB frames both ways: every receive slot and every TSO segment is a big
+  // buffer, so there must be many more of them (reserved, not touched: pages are committed when used).
+  const gsoTap = opts.config?.link.kind === 'tap' && (opts.config.link.vnetHdrSize ?? 0) > 0;
   const pools = Pools.create({
     smallBuffers: opts.poolBuffers ?? 4096,
     smallSize: opts.poolBufferSize ?? 2048,
-    bigBuffers: opts.bigBuffers ?? 64,
+    bigBuffers: opts.bigBuffers ?? (gsoTap ? 1024 : 64),
     bigSize: opts.bigBufferSize ?? 65536 + 1024,
   });
   const capacity = opts.ringCapacity ?? 1 << 18;

@@ -83,6 +83,8 @@ interface Shell {
   rand: Uint32Array;
   randNext: number;
   offload: boolean;
+  /** TSO: iface.gsoMaxBytes (0: none), given to the core through io.gsoMaxBytes. */
+  gsoMax: number;
   ifAddr: number;
   prefix: number;
   mss: number;
@@ -118,6 +120,7 @@ function makeIo(s: Shell): core.TcpIo {
   const mask = s.v.layout.bufBytes - 1;
   return {
     nowUs: 0,
+    gsoMaxBytes: s.gsoMax,
     sendEnd(t: Tcb): number {
       const slot = slotOfTcb(s, t);
       return (tcbFacts.iss(t) + 1 + Atomics.load(sock, slot * SW.WORDS + SW.APP_WRITTEN)) >>> 0;
@@ -231,6 +234,7 @@ function emit(s: Shell, seg: core.OutSeg, slot: number, t: Tcb | null): boolean 
   ib[o + D.OUT_TTL] = 0;
   ib[o + D.OUT_TOS] = 0;
   ib[o + D.OUT_FLAGS] = L4F_DF | (s.offload ? L4F_CSUM : 0);
+  wr32(ib, o + D.OUT_GSO, seg.gsoSize);
   s.toIp.commit();
   count(s, TC.tx);
   return true;
@@ -418,6 +422,7 @@ export const tcpServer: ServerModule = {
       rand: new Uint32Array(256),
       randNext: 256,
       offload: iface?.checksumOffload ?? false,
+      gsoMax: iface?.gsoMaxBytes ?? 0,
       ifAddr: iface?.address ?? 0,
       prefix: iface?.prefix ?? 32,
       mss: (iface?.mtu ?? 1500) - 40,
