@@ -105,7 +105,7 @@ export function createStackMemory(opts: StackMemoryOptions = {}): StackMemoryIni
   // On the shared-memory wire (another keepnet stack at the other end) connections get larger buffers
   // unless the caller chose (tcp/layout.ts wireBufferBytes says why).
   let tcp = opts.tcp;
-  if (opts.config?.link.kind === 'shm' && tcp?.bufferBytes === undefined) {
+  if ((opts.config?.link.kind === 'shm' || gsoTap) && tcp?.bufferBytes === undefined) {
     const maxConns = tcp?.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     if (Number.isInteger(maxConns) && maxConns >= 1) tcp = { ...tcp, bufferBytes: wireBufferBytes(maxConns) };
   }
