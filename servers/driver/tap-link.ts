@@ -45,6 +45,8 @@ export interface TapLinkOptions {
   gso?: boolean;
   /** The driver's counters (vnet drops and GSO frame counts). */
   counters?: DriverCounters;
+  /** Tests: the frame I/O in place of the device on `fd` (crafted input, captured output). */
+  device?: Pick<TapDevice, 'readBatch' | 'writeBatch'>;
 }
 
 export class TapLink implements Link {
@@ -65,7 +67,7 @@ export class TapLink implements Link {
   lastTxError = '';
   rxErrors = 0;
   lastRxError = '';
-  private readonly dev: TapDevice;
+  private readonly dev: Pick<TapDevice, 'readBatch' | 'writeBatch'>;
   private readonly offsets: Int32Array;
   private readonly lengths: Int32Array;
   private readonly index: Int32Array;
@@ -76,7 +78,7 @@ export class TapLink implements Link {
   private scratch: Uint8Array | null = null;
 
   constructor(opts: TapLinkOptions) {
-    this.dev = TapDevice.fromFd(opts.fd, opts.name);
+    this.dev = opts.device ?? TapDevice.fromFd(opts.fd, opts.name);
     this.name = opts.name;
     this.mtu = opts.mtu;
     const h = opts.vnetHdrSize ?? 0;
