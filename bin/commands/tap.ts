@@ -14,7 +14,7 @@ import { startTcpService, type NetLike } from '../services/tcp-services.js';
 import type { Server } from 'node:net';
 
 export const TAP_USAGE = `keepnet tap --dev NAME [--netns NS] --address A.B.C.D/P [--gateway G] [--mtu N] [--pcap FILE]
-            [--serve echo,discard,http] [--json]`;
+            [--serve echo,discard,http] [--offload on|off] [--json]`;
 
 const SERVICES = ['echo', 'discard', 'http'] as const;
 type Service = (typeof SERVICES)[number];
@@ -59,6 +59,7 @@ export async function tapCommand(args: string[], fail: (msg: string) => never): 
         mtu: { type: 'string' },
         pcap: { type: 'string' },
         serve: { type: 'string' },
+        offload: { type: 'string' },
         json: { type: 'boolean' },
       },
     });
@@ -72,6 +73,7 @@ export async function tapCommand(args: string[], fail: (msg: string) => never): 
   const serve = (values.serve ? values.serve.split(',') : []) as Service[];
   for (const s of serve) if (!(SERVICES as readonly string[]).includes(s)) fail(`unknown service '${s}' (services: ${SERVICES.join(', ')})`);
   const mtu = values.mtu === undefined ? undefined : Number(values.mtu);
+  if (values.offload !== undefined && values.offload !== 'on' && values.offload !== 'off') fail(`--offload must be on or off, got '${values.offload}'`);
   // Listen for the stop signals before the TAP is opened: a SIGTERM during start-up (the TAP exists,
   // the workers are still starting) must still end in a clean close and the report, not a kill.
   const stopped = new Promise<void>((resolve) => {
@@ -85,7 +87,8 @@ export async function tapCommand(args: string[], fail: (msg: string) => never): 
       ...(values.gateway ? { gateway: values.gateway } : {}),
       ...(mtu !== undefined ? { mtu } : {}),
       ...(values.pcap ? { pcap: values.pcap } : {}),
-      link: { kind: 'tap', name: values.dev, ...(values.netns ? { netns: values.netns } : {}) },
+      // IFF_VNET_HDR with checksum offload and TSO unless --offload off (the stack's default).
+      link: { kind: 'tap', name: values.dev, ...(values.netns ? { netns: values.netns } : {}), ...(values.offload ? { offload: values.offload === 'on' } : {}) },
     });
   } catch (err) {
     fail((err as Error).message);
