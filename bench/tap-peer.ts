@@ -97,8 +97,8 @@ export class KernelPeer {
   }
 
   /** Accepts `count` connections on `port`; result: what the last one received. */
-  sink(port: number, count = 1): { listening: Promise<void>; result: Promise<PeerResult>; all: Promise<PeerResult[]> } {
-    const r = this.run(['sink', String(port), String(count)]);
+  sink(port: number, count = 1, raw = false): { listening: Promise<void>; result: Promise<PeerResult>; all: Promise<PeerResult[]> } {
+    const r = this.run(['sink', String(port), String(count), ...(raw ? ['raw'] : [])]);
     const all = r.done.then((lines) => lines.slice(1).map((l) => JSON.parse(l) as PeerResult));
     return {
       listening: r.first.then((l) => {
@@ -109,9 +109,9 @@ export class KernelPeer {
     };
   }
 
-  /** Connects and writes `bytes` (or for `seconds`). */
-  source(host: string, port: number, bytes: number, seconds = 0): { result: Promise<PeerResult> } {
-    const r = this.run(['source', host, String(port), String(bytes), String(seconds)]);
+  /** Connects and writes `bytes` (or for `seconds`). raw: no pattern, no hash (benchmarks). */
+  source(host: string, port: number, bytes: number, seconds = 0, raw = false): { result: Promise<PeerResult> } {
+    const r = this.run(['source', host, String(port), String(bytes), String(seconds), ...(raw ? ['raw'] : [])]);
     return { result: r.done.then((lines) => JSON.parse(lines[lines.length - 1]!) as PeerResult) };
   }
 }

@@ -9,7 +9,8 @@
  *
  * One namespace per configuration (bench/tap-peer.ts: the kernel's address on the TAP), named with this
  * process's PID and deleted afterwards. Root is needed. MB are 10^6 bytes. Data is not verified here
- * (test/net/tap-offload.test.ts does that); the byte counts of both ends must agree.
+ * (test/net/tap-offload.test.ts does that), and the kernel's peer neither hashes nor generates data
+ * (tap-bulk-peer.js raw): it would be the bottleneck; the byte counts of both ends must agree.
  */
 import { fileURLToPath } from 'node:url';
 import { Stack } from '../kernel-shim/stack.js';
@@ -60,7 +61,7 @@ export async function benchTap(o: TapBenchOptions): Promise<TapBenchResult> {
       const before = driverCounts(stack);
 
       o.onProgress?.(`keepnet->kernel, offload ${offload ? 'on' : 'off'}`);
-      const sink = peer.sink(5001, 1);
+      const sink = peer.sink(5001, 1, true);
       await sink.listening;
       await new Promise<void>((resolve, reject) => {
         const chunk = Buffer.alloc(CHUNK, 0x5a);
@@ -111,7 +112,7 @@ export async function benchTap(o: TapBenchOptions): Promise<TapBenchResult> {
         });
         server.listen(5002);
       });
-      const src = await peer.source(ns.stackAddr, 5002, Number.MAX_SAFE_INTEGER, o.duration).result;
+      const src = await peer.source(ns.stackAddr, 5002, Number.MAX_SAFE_INTEGER, o.duration, true).result;
       const rx = await got;
       if (src.bytes !== rx.bytes) throw new Error(`kernel sent ${src.bytes} bytes, keepnet received ${rx.bytes}`);
       const after = driverCounts(stack);
