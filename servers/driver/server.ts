@@ -28,7 +28,7 @@ import { DriverCounters } from './counters.js';
 
 const RX_BATCH = 32;
 const RX_ROUNDS = 4;
-const TAP_POLL_MIN_US = Number(process.env.KN_EXP_POLL ?? 50);
+const TAP_POLL_MIN_US = 50;
 const TAP_POLL_MAX_US = 2000;
 const PCAP_FLUSH_US = 100_000;
 

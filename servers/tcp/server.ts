@@ -25,6 +25,7 @@
 import { createHash } from 'node:crypto';
 import { siphash4x32 } from './siphash.js';
 import { K } from '../runtime/counters.js';
+import { copyAnyAlign } from '../runtime/fast-copy.js';
 import { D, DATA_MSG, FRAME_CSUM_OK, HDR_DST_GEN, HDR_SRC_GEN, HEADROOM, L4F_CSUM, L4F_DF, rd32, rdU16, wr16, wr32 } from '../runtime/messages.js';
 import type { ServerContext, ServerModule } from '../runtime/server.js';
 import type { Endpoint } from '../runtime/topology.js';
@@ -133,8 +134,10 @@ function makeIo(s: Shell): core.TcpIo {
       const base = s.v.recvBufOff(slotOfTcb(s, t));
       const pos = ((seq - tcbFacts.irs(t) - 1) >>> 0) & mask;
       const first = Math.min(len, mask + 1 - pos);
-      bytes.set(src.subarray(off, off + first), base + pos);
-      if (first < len) bytes.set(src.subarray(off + first, off + len), base);
+      // The payload sits where the frame landed, the receive buffer position where its sequence number
+      // says: usually unequally aligned, which V8 copies a byte at a time (runtime/fast-copy.ts).
+      copyAnyAlign(bytes, base + pos, src, off, first);
+      if (first < len) copyAnyAlign(bytes, base, src, off + first, len - first);
     },
     emit(t: Tcb, seg: core.OutSeg): boolean {
       return emit(s, seg, slotOfTcb(s, t), t);
