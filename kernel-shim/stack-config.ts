@@ -94,9 +94,15 @@ export function resolveNetwork(o: NetworkOptions): ResolvedNetwork {
       if (link.fd !== undefined) {
         const h = link.vnetHdrSize ?? 0;
         if (h !== 0 && h !== 10 && h !== 12) throw err(new RangeError(`link.vnetHdrSize must be 10 or 12, got ${h}`), 'ERR_OUT_OF_RANGE');
+        if (h !== 0 && o.faults !== undefined) {
+          throw err(new TypeError('a vnet-hdr TAP cannot be combined with faults (the fault layer queues MTU-sized frames)'), 'ERR_INVALID_ARG_VALUE');
+        }
         cfgLink = { kind: 'tap', fd: link.fd, name: link.name, vnetHdrSize: h, gso: h > 0 && link.gso === true };
       } else {
         // Offload by default, but not under fault injection (its queues hold MTU-sized frames).
+        if (link.offload === true && o.faults !== undefined) {
+          throw err(new TypeError('link.offload cannot be combined with faults (the fault layer queues MTU-sized frames)'), 'ERR_INVALID_ARG_VALUE');
+        }
         const offload = link.offload ?? o.faults === undefined;
         const opts: TapOpenOptions = link.netns === undefined ? {} : { netns: link.netns };
         if (offload) Object.assign(opts, { vnetHdr: true, vnetHdrSize: 12, offload: TUN_F.CSUM | TUN_F.TSO4 });

@@ -172,9 +172,11 @@ const WIRE_BUFFER_BUDGET = 1 << 29;
  * for 1024), never below 128 KiB. Why larger there: a 128 KiB window holds two 64 KiB segments, so a
  * bulk transfer between two stacks sent two segments per round trip (app, tcp, ip, driver and back)
  * and stalled; `bench bulk` (shared placement, this machine, side by side): 128 KiB 91-120 MB/s,
- * 512 KiB 168-196, 1 MiB 177-247, 4 MiB 115-183. Not on TAP: with a 1 MiB window the kernel peer's
- * burst overran the path while the application's event loop was blocked, and the kernel took a
- * retransmission timeout (test/net/tcp-kernel.test.ts), which 128 KiB never caused.
+ * 512 KiB 168-196, 1 MiB 177-247, 4 MiB 115-183. Not on a plain TAP: with a 1 MiB window the kernel
+ * peer's burst overran the path while the application's event loop was blocked, and the kernel took a
+ * retransmission timeout (test/net/tcp-kernel.test.ts), which 128 KiB never caused. On a TAP with TSO/GRO
+ * (IFF_VNET_HDR, 64 KiB frames) yes: 128 KiB held two frames per round trip; `bench tap` side by side,
+ * offload on: 128 KiB 141-170 MB/s keepnet->kernel and 113-124 kernel->keepnet, 1 MiB 313 and 197.
  */
 export function wireBufferBytes(maxConns: number): number {
   let b = MAX_WIRE_BUFFER_BYTES;
