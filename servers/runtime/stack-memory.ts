@@ -9,7 +9,7 @@ import { Pools, type PoolsInit } from '../../shared-rings/pools.js';
 import { Ring, type RingRegion } from '../../shared-rings/ring.js';
 import { Doorbell } from '../../shared-rings/doorbell.js';
 import { ShmWire } from '../driver/shm-wire.js';
-import { DEFAULT_MAX_CONNECTIONS, TcpLayout, wireBufferBytes, type TcpLayoutOptions } from '../tcp/layout.js';
+import { DEFAULT_MAX_CONNECTIONS, TcpLayout, tsoTapBufferBytes, wireBufferBytes, type TcpLayoutOptions } from '../tcp/layout.js';
 import { C, ControlBlock } from './control.js';
 import { Counters } from './counters.js';
 import { LINKS, SERVER_NAMES, hostsFor, linkName, type Endpoint, type Placement, type ServerName } from './topology.js';
@@ -105,9 +105,10 @@ export function createStackMemory(opts: StackMemoryOptions = {}): StackMemoryIni
   // On the shared-memory wire (another keepnet stack at the other end) connections get larger buffers
   // unless the caller chose (tcp/layout.ts wireBufferBytes says why).
   let tcp = opts.tcp;
+  // So do connections on a TAP with TSO/GRO, more so (tsoTapBufferBytes).
   if ((opts.config?.link.kind === 'shm' || gsoTap) && tcp?.bufferBytes === undefined) {
     const maxConns = tcp?.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
-    if (Number.isInteger(maxConns) && maxConns >= 1) tcp = { ...tcp, bufferBytes: wireBufferBytes(maxConns) };
+    if (Number.isInteger(maxConns) && maxConns >= 1) tcp = { ...tcp, bufferBytes: gsoTap ? tsoTapBufferBytes(maxConns) : wireBufferBytes(maxConns) };
   }
   const state = Object.fromEntries(
     SERVER_NAMES.map((n) => [n, n === 'tcp' ? TcpLayout.create(tcp) : new SharedArrayBuffer(STATE_BYTES[n])]),
