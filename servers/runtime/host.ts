@@ -397,7 +397,11 @@ function startProfile(names: ServerName[]): { due(): boolean; stop(): void } | n
     stop: () => {
       done = true;
       session.post('Profiler.stop', (err, r) => {
-        if (!err) writeFileSync(`${dir}/host-${names.join('+')}-${threadId}.cpuprofile`, JSON.stringify(r.profile));
+        try {
+          if (!err) writeFileSync(`${dir}/host-${names.join('+')}-${threadId}.cpuprofile`, JSON.stringify(r.profile));
+        } catch {
+          // A development aid never takes the server down (a missing directory, a full disk).
+        }
         session.disconnect();
       });
     },
