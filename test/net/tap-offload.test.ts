@@ -11,7 +11,7 @@ import t from 'tap';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { canRunNetns, netnsUnavailableReason } from '../helpers/netns.js';
+import { canRunNetns, createWire, netnsUnavailableReason } from '../helpers/netns.js';
 import { Stack } from '../../kernel-shim/stack.js';
 import { pattern } from '../../bench/tap-bulk-peer.js';
 import { KernelPeer, tapNamespace } from '../../bench/tap-peer.js';
@@ -19,6 +19,33 @@ import { KernelPeer, tapNamespace } from '../../bench/tap-peer.js';
 const peerScript = fileURLToPath(new URL('../../bench/tap-bulk-peer.js', import.meta.url));
 const udpClient = fileURLToPath(new URL('../helpers/udp-echo-client.js', import.meta.url));
 const BYTES = 8 << 20;
+
+/** keepnet writes `bytes` of the pattern to host:port; resolves with their SHA-256 once closed. */
+function sendPattern(stack: Stack, host: string, port: number, bytes: number): Promise<string> {
+  const h = createHash('sha256');
+  return new Promise<string>((resolve, reject) => {
+    const sock = stack.net.connect(port, host, () => {
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < bytes) {
+          const b = Buffer.allocUnsafe(Math.min(256 * 1024, bytes - sent));
+          pattern(sent, b);
+          h.update(b);
+          sent += b.length;
+          if (!sock.write(b)) {
+            sock.once('drain', pump);
+            return;
+          }
+        }
+        sock.end();
+      };
+      pump();
+    });
+    sock.on('error', reject);
+    sock.on('close', () => resolve(h.digest('hex')));
+    sock.resume();
+  });
+}
 
 if (!canRunNetns()) {
   if (process.env.CI) t.fail(`real-peer tests cannot run in CI: ${netnsUnavailableReason()}`);
@@ -36,32 +63,10 @@ if (!canRunNetns()) {
         // keepnet -> kernel
         const sink = peer.sink(5001, 1);
         await sink.listening;
-        const h = createHash('sha256');
-        await new Promise<void>((resolve, reject) => {
-          const sock = stack.net.connect(5001, ns.kernelAddr, () => {
-            let sent = 0;
-            const pump = (): void => {
-              while (sent < BYTES) {
-                const b = Buffer.allocUnsafe(Math.min(256 * 1024, BYTES - sent));
-                pattern(sent, b);
-                h.update(b);
-                sent += b.length;
-                if (!sock.write(b)) {
-                  sock.once('drain', pump);
-                  return;
-                }
-              }
-              sock.end();
-            };
-            pump();
-          });
-          sock.on('error', reject);
-          sock.on('close', () => resolve());
-          sock.resume();
-        });
+        const sentHash = await sendPattern(stack, ns.kernelAddr, 5001, BYTES);
         const got = await sink.result;
         t.equal(got.bytes, BYTES, 'kernel received every byte');
-        t.equal(got.sha256, h.digest('hex'), 'keepnet -> kernel: SHA-256 matches');
+        t.equal(got.sha256, sentHash, 'keepnet -> kernel: SHA-256 matches');
 
         // kernel -> keepnet
         const received = new Promise<{ bytes: number; sha256: string }>((resolve, reject) => {
@@ -119,4 +124,35 @@ if (!canRunNetns()) {
       }
     });
   }
+}
+
+if (canRunNetns()) {
+  // The kernel delivers our TSO frames locally as they are (CHECKSUM_PARTIAL: nothing verified). Here it
+  // must cut them in software and finish their checksums: they are forwarded (nft fwd in W) to a veth
+  // without TSO and checksum offload, and the peer in K verifies every checksum (rx offload off). A
+  // wrong partial checksum would leave every piece dropped and the transfer stuck.
+  t.test('TSO frames cut by the kernel in software carry valid checksums (verified by the peer)', async (t) => {
+    const wire = createWire({ vnetHdr: true, suffix: 'gso' });
+    const stack = new Stack({ address: `${wire.stackAddr}/24`, link: { kind: 'tap', name: wire.tapName, fd: wire.tap.fd, vnetHdrSize: 10 } });
+    try {
+      wire.exec('W', ['ethtool', '-K', 'w0', 'tx', 'off', 'tso', 'off', 'gso', 'off']);
+      wire.exec('K', ['ethtool', '-K', 'k0', 'rx', 'off']);
+      await stack.start();
+      const csumErrors = (): number => Number(/TcpInCsumErrors\s+(\d+)/.exec(wire.exec('K', ['nstat', '-az', 'TcpInCsumErrors']))?.[1] ?? 0);
+      const before = csumErrors();
+      const peer = new KernelPeer(wire.K, peerScript);
+      const sink = peer.sink(5001, 1);
+      await sink.listening;
+      const bytes = 4 << 20;
+      const sentHash = await sendPattern(stack, wire.kernelAddr, 5001, bytes);
+      const got = await sink.result;
+      t.equal(got.bytes, bytes);
+      t.equal(got.sha256, sentHash, 'byte-exact through software segmentation');
+      t.ok((stack.stats().servers.driver.protocol['txGsoFrames'] ?? 0) > 0, 'TSO frames were sent');
+      t.equal(csumErrors() - before, 0, 'no checksum errors at the peer');
+    } finally {
+      await stack.close();
+      wire.destroy();
+    }
+  });
 }
