@@ -3,6 +3,7 @@
  * The keepnet command line. Argument parsing is Node's own util.parseArgs (no dependency needed).
  *   keepnet bench rings [--json] [--scale X]
  *   keepnet bench bulk|rr|crr|all [--duration S] [--json] [--svg FILE]
+ *   keepnet bench tap [--duration S] [--placement P] [--offload on|off|both] [--json]
  *   keepnet faults --count N [--servers ...] [--kinds ...] [--json]
  */
 import { parseArgs } from 'node:util';
@@ -12,6 +13,7 @@ import { demoCommand, DEMO_USAGE } from './commands/demo.js';
 import { tapCommand, TAP_USAGE } from './commands/tap.js';
 import { benchNetCommand, BENCH_NET_USAGE } from './commands/bench-net.js';
 import { benchScaleCommand, BENCH_SCALE_USAGE } from './commands/bench-scale.js';
+import { benchTapCommand, BENCH_TAP_USAGE } from './commands/bench-tap.js';
 
 const USAGE = `usage: keepnet <command> [options]
 
@@ -23,6 +25,8 @@ commands:
     ${BENCH_NET_USAGE}
   bench scale ...                    throughput with 1, 2... flow-sharded tcp instances per stack:
     ${BENCH_SCALE_USAGE}
+  bench tap ...                      keepnet against the Linux kernel over a TAP, bulk each way, offload off and on (root):
+    ${BENCH_TAP_USAGE}
   tap --dev NAME --address A/P ...   attach a stack to a TAP device and serve until SIGINT/SIGTERM:
     ${TAP_USAGE}
   faults --count N ...               a fault campaign against a live stack under traffic:
@@ -50,11 +54,15 @@ async function main(argv: string[]): Promise<void> {
   switch (cmd) {
     case 'bench': {
       // The benchmark's name: the first argument that is neither an option nor an option's value.
-      const withValue = new Set(['--scale', '--duration', '--svg', '--placement', '--mtu', '--tcp-instances', '--instances', '--connections', '--tests']);
+      const withValue = new Set(['--scale', '--duration', '--svg', '--placement', '--mtu', '--tcp-instances', '--instances', '--connections', '--tests', '--offload']);
       const at = rest.findIndex((a, i) => !a.startsWith('-') && !(i > 0 && withValue.has(rest[i - 1])));
       const sub = at < 0 ? undefined : rest[at];
       if (sub === 'scale') {
         await benchScaleCommand(rest.filter((_, i) => i !== at), fail);
+        return;
+      }
+      if (sub === 'tap') {
+        await benchTapCommand(rest.filter((_, i) => i !== at), fail);
         return;
       }
       if (sub !== undefined && sub !== 'rings') {

@@ -5,15 +5,19 @@
  */
 import { ipv4Parse } from '../servers/wire/ipv4.js';
 import { ShmWire, type ShmWireInit } from '../servers/driver/shm-wire.js';
-import { TapDevice } from '../servers/driver/tap-device.js';
+import { TapDevice, TUN_F, type TapOpenOptions } from '../servers/driver/tap-device.js';
+import { GSO_MAX_IP_BYTES } from '../servers/driver/tap-link.js';
 import type { FaultLinkOptions } from '../servers/driver/fault-link.js';
 import type { StackConfig } from '../servers/runtime/stack-memory.js';
 
 export type LinkOption =
   | { kind: 'shm'; wire: ShmWireInit; side: 'a' | 'b' }
   /** A TAP device: opened (and closed with the stack) by name, optionally in a network namespace; or an
-   * already open fd, which stays the caller's. */
-  | { kind: 'tap'; name: string; netns?: string; fd?: number }
+   * already open fd, which stays the caller's. `offload` (default true when keepnet opens the TAP):
+   * IFF_VNET_HDR with checksum offload and TSO both ways (64 KiB frames; falls back to what the kernel
+   * grants). For a caller's fd, `vnetHdrSize` says it was opened with IFF_VNET_HDR and that header size
+   * (`gso`: and TUN_F_TSO4 granted); without it the fd carries plain frames. */
+  | { kind: 'tap'; name: string; netns?: string; fd?: number; offload?: boolean; vnetHdrSize?: number; gso?: boolean }
   | { kind: 'none' };
 
 export interface NetworkOptions {
@@ -75,6 +79,7 @@ export function resolveNetwork(o: NetworkOptions): ResolvedNetwork {
   let mtu = o.mtu ?? 1500;
   let mac = macFor(address);
   let checksumOffload = false;
+  let gsoMaxBytes = 0;
   let tap: TapDevice | null = null;
   let cfgLink: StackConfig['link'] = { kind: 'none' };
   switch (link.kind) {
@@ -87,10 +92,26 @@ export function resolveNetwork(o: NetworkOptions): ResolvedNetwork {
       break;
     case 'tap':
       if (link.fd !== undefined) {
-        cfgLink = { kind: 'tap', fd: link.fd, name: link.name };
+        const h = link.vnetHdrSize ?? 0;
+        if (h !== 0 && h !== 10 && h !== 12) throw err(new RangeError(`link.vnetHdrSize must be 10 or 12, got ${h}`), 'ERR_OUT_OF_RANGE');
+        if (h !== 0 && o.faults !== undefined) {
+          throw err(new TypeError('a vnet-hdr TAP cannot be combined with faults (the fault layer queues MTU-sized frames)'), 'ERR_INVALID_ARG_VALUE');
+        }
+        cfgLink = { kind: 'tap', fd: link.fd, name: link.name, vnetHdrSize: h, gso: h > 0 && link.gso === true };
       } else {
-        tap = TapDevice.open(link.name, link.netns === undefined ? {} : { netns: link.netns });
-        cfgLink = { kind: 'tap', fd: tap.fd, name: tap.name };
+        // Offload by default, but not under fault injection (its queues hold MTU-sized frames).
+        if (link.offload === true && o.faults !== undefined) {
+          throw err(new TypeError('link.offload cannot be combined with faults (the fault layer queues MTU-sized frames)'), 'ERR_INVALID_ARG_VALUE');
+        }
+        const offload = link.offload ?? o.faults === undefined;
+        const opts: TapOpenOptions = link.netns === undefined ? {} : { netns: link.netns };
+        if (offload) Object.assign(opts, { vnetHdr: true, vnetHdrSize: 12, offload: TUN_F.CSUM | TUN_F.TSO4 });
+        tap = TapDevice.open(link.name, opts);
+        cfgLink = { kind: 'tap', fd: tap.fd, name: tap.name, vnetHdrSize: tap.vnetHdrSize, gso: (tap.offload & TUN_F.TSO4) !== 0 };
+      }
+      if (cfgLink.vnetHdrSize) {
+        checksumOffload = true;
+        gsoMaxBytes = GSO_MAX_IP_BYTES - 20;
       }
       break;
     case 'none':
@@ -103,6 +124,7 @@ export function resolveNetwork(o: NetworkOptions): ResolvedNetwork {
     throw err(new RangeError(`mtu must be an integer in [576, 65535], got ${mtu}`), 'ERR_OUT_OF_RANGE');
   }
   const config: StackConfig = { iface: { address, prefix, gateway, mac, mtu, checksumOffload }, link: cfgLink };
+  if (gsoMaxBytes > 0) config.iface!.gsoMaxBytes = gsoMaxBytes;
   if (o.faults) config.faults = o.faults;
   if (o.pcap) config.pcap = o.pcap;
   return { config, tap };

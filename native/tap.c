@@ -262,6 +262,27 @@ static int get_bool_prop(napi_env env, napi_value obj, const char *key, int *out
   return 0;
 }
 
+/* Reads an optional integer property (absent / null / undefined: leaves *out at 0). */
+static int get_int_prop(napi_env env, napi_value obj, const char *key, int32_t *out) {
+  napi_value v;
+  *out = 0;
+  if (napi_get_named_property(env, obj, key, &v) != napi_ok) return -1;
+  if (is_nullish(env, v)) return 0;
+  return get_int32(env, v, key, out);
+}
+
+static int set_i32(napi_env env, napi_value obj, const char *key, int32_t v) {
+  napi_value x;
+  if (napi_create_int32(env, v, &x) != napi_ok) return -1;
+  return napi_set_named_property(env, obj, key, x) == napi_ok ? 0 : -1;
+}
+
+static int set_str(napi_env env, napi_value obj, const char *key, const char *v) {
+  napi_value x;
+  if (napi_create_string_utf8(env, v, NAPI_AUTO_LENGTH, &x) != napi_ok) return -1;
+  return napi_set_named_property(env, obj, key, x) == napi_ok ? 0 : -1;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Network namespace switching (per calling thread)                                            */
 
@@ -314,7 +335,7 @@ static void netns_leave(netns_guard *g) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* open(name, netnsPath?, flags?) -> { fd, name }                                              */
+/* open(name, netnsPath?, flags?) -> { fd, name, vnetHdrSize, offload, offloadError? }           */
 
 static napi_value js_open(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -334,12 +355,17 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   }
 
   int vnet = 0, mq = 0;
+  int32_t want_offload = 0, hdr_size = 0;
   if (argc >= 3 && !is_nullish(env, argv[2])) {
     napi_valuetype t;
     NAPI_CALL(env, napi_typeof(env, argv[2], &t));
-    if (t != napi_object) return throw_type(env, "flags must be an object { vnetHdr?, multiQueue? }");
+    if (t != napi_object) return throw_type(env, "flags must be an object { vnetHdr?, multiQueue?, vnetHdrSize?, offload? }");
     if (get_bool_prop(env, argv[2], "vnetHdr", &vnet) < 0) return NULL;
     if (get_bool_prop(env, argv[2], "multiQueue", &mq) < 0) return NULL;
+    if (get_int_prop(env, argv[2], "vnetHdrSize", &hdr_size) < 0) return NULL;
+    if (get_int_prop(env, argv[2], "offload", &want_offload) < 0) return NULL;
+    if (hdr_size != 0 && hdr_size != 10 && hdr_size != 12)
+      return throw_range(env, "open: vnetHdrSize must be 10 or 12 (struct virtio_net_hdr[_mrg_rxbuf])");
   }
 
   netns_guard g = {-1};
@@ -373,6 +399,30 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   }
   netns_leave(&g);
 
+  /* vnet header mode: the header size, then the offloads the kernel may use towards us. The kernel
+   * accepts TUN_F_* only in combinations it supports (TSO needs CSUM): on EINVAL fall back to checksum
+   * offload alone, then to none, and report what was granted (`offload`) and why not (`offloadError`). */
+  int granted = 0, off_err = 0;
+  if (vnet) {
+    if (hdr_size != 0 && ioctl(fd, TUNSETVNETHDRSZ, &hdr_size) < 0) {
+      int e = errno;
+      close(fd);
+      return throw_errno(env, e, "ioctl(TUNSETVNETHDRSZ)", "keepnet_tap.open: TUNSETVNETHDRSZ %d on '%s' failed",
+                         hdr_size, name);
+    }
+    if (want_offload != 0) {
+      unsigned long tries[3] = {(unsigned long)(uint32_t)want_offload, TUN_F_CSUM, 0};
+      for (int i = 0; i < 3; i++) {
+        if (i > 0 && tries[i] >= tries[i - 1]) continue;
+        if (ioctl(fd, TUNSETOFFLOAD, tries[i]) == 0) {
+          granted = (int)tries[i];
+          break;
+        }
+        if (off_err == 0) off_err = errno;
+      }
+    }
+  }
+
   /* O_NONBLOCK / O_CLOEXEC were given to open(); assert them anyway (cheap, and defensive). */
   int fl = fcntl(fd, F_GETFL);
   if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
@@ -384,7 +434,10 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   if (napi_create_object(env, &result) != napi_ok || napi_create_int32(env, fd, &jfd) != napi_ok ||
       napi_create_string_utf8(env, ifr.ifr_name, NAPI_AUTO_LENGTH, &jname) != napi_ok ||
       napi_set_named_property(env, result, "fd", jfd) != napi_ok ||
-      napi_set_named_property(env, result, "name", jname) != napi_ok) {
+      napi_set_named_property(env, result, "name", jname) != napi_ok ||
+      set_i32(env, result, "vnetHdrSize", vnet ? (hdr_size ? hdr_size : 10) : 0) < 0 ||
+      set_i32(env, result, "offload", granted) < 0 ||
+      (off_err != 0 && set_str(env, result, "offloadError", errno_name(off_err) ? errno_name(off_err) : "EINVAL") < 0)) {
     close(fd);
     if (!pending(env)) napi_throw_error(env, "ERR_KEEPNET_TAP_NAPI", "keepnet_tap.open: result creation failed");
     return NULL;
@@ -565,6 +618,30 @@ static napi_value js_write_batch(napi_env env, napi_callback_info info) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* copy(dst, dstOff, src, srcOff, len): memmove between byte arrays (any alignment)              */
+
+/* V8 copies between SharedArrayBuffers word by word only when both ends are equally aligned modulo 8,
+ * else byte by byte (2-3 GB/s instead of 10+). A received TCP payload lands in the receive buffer at
+ * an alignment nobody chose (it depends on the sequence number): this copy is memmove at any alignment,
+ * for the large copies only (the call itself costs a few hundred nanoseconds). */
+static napi_value js_copy(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5] = {NULL, NULL, NULL, NULL, NULL};
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 5) return throw_type(env, "copy(dst, dstOff, src, srcOff, len)");
+  bytes_t dst, src;
+  int32_t doff, soff, len;
+  if (get_u8(env, argv[0], "dst", &dst) < 0 || get_int32(env, argv[1], "dstOff", &doff) < 0 ||
+      get_u8(env, argv[2], "src", &src) < 0 || get_int32(env, argv[3], "srcOff", &soff) < 0 ||
+      get_int32(env, argv[4], "len", &len) < 0)
+    return NULL;
+  if (doff < 0 || soff < 0 || len < 0 || (size_t)doff + (size_t)len > dst.len || (size_t)soff + (size_t)len > src.len)
+    return throw_range(env, "copy: range outside dst or src");
+  memmove(dst.data + doff, src.data + soff, (size_t)len);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* close(fd), ifIndex(name, netnsPath?)                                                        */
 
 static napi_value js_close(napi_env env, napi_callback_info info) {
@@ -626,6 +703,7 @@ NAPI_MODULE_INIT() {
       {"readBatch", NULL, js_read_batch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeBatch", NULL, js_write_batch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"copy", NULL, js_copy, NULL, NULL, NULL, napi_enumerable, NULL},
       {"ifIndex", NULL, js_if_index, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns) != napi_ok) return NULL;

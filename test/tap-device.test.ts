@@ -441,7 +441,22 @@ if (reason) {
     const vnet = TapDevice.open('kvnet0', { netns: w.W, vnetHdr: true });
     t.doesNotThrow(() => vnet.setVnetHdrSize(12));
     t.doesNotThrow(() => vnet.setOffload(TUN_F.CSUM | TUN_F.TSO4 | TUN_F.TSO6));
+    t.equal(vnet.vnetHdrSize, 10, 'the kernel\'s default header size when none is asked for');
     vnet.close();
+
+    // The vnet header mode as keepnet opens it: header size and offloads in one call, reported back.
+    const off = TapDevice.open('kvnet1', { netns: w.W, vnetHdr: true, vnetHdrSize: 12, offload: TUN_F.CSUM | TUN_F.TSO4 });
+    t.equal(off.vnetHdrSize, 12);
+    t.equal(off.offload, TUN_F.CSUM | TUN_F.TSO4, 'checksum offload and TSO4 granted');
+    t.equal(off.offloadError, undefined);
+    off.close();
+    // An offload the kernel refuses (a flag it does not know): falls back to checksum offload alone,
+    // and says why.
+    const fb = TapDevice.open('kvnet2', { netns: w.W, vnetHdr: true, offload: TUN_F.CSUM | TUN_F.TSO4 | 0x4000 });
+    t.equal(fb.offload, TUN_F.CSUM, 'fell back to checksum offload');
+    t.equal(fb.offloadError, 'EINVAL');
+    fb.close();
+    t.throws(() => TapDevice.open('kvnet3', { netns: w.W, vnetHdr: true, vnetHdrSize: 11 }), { code: 'ERR_OUT_OF_RANGE' });
 
     // A too-short frame fails the whole write with framesWritten telling how many went before it.
     const buf = new Uint8Array(128);

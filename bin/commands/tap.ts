@@ -14,7 +14,7 @@ import { startTcpService, type NetLike } from '../services/tcp-services.js';
 import type { Server } from 'node:net';
 
 export const TAP_USAGE = `keepnet tap --dev NAME [--netns NS] --address A.B.C.D/P [--gateway G] [--mtu N] [--pcap FILE]
-            [--serve echo,discard,http] [--tcp-instances N] [--json]`;
+            [--serve echo,discard,http] [--tcp-instances N] [--offload on|off] [--json]`;
 
 const SERVICES = ['echo', 'discard', 'http'] as const;
 type Service = (typeof SERVICES)[number];
@@ -60,6 +60,7 @@ export async function tapCommand(args: string[], fail: (msg: string) => never): 
         pcap: { type: 'string' },
         serve: { type: 'string' },
         'tcp-instances': { type: 'string' },
+        offload: { type: 'string' },
         json: { type: 'boolean' },
       },
     });
@@ -77,6 +78,7 @@ export async function tapCommand(args: string[], fail: (msg: string) => never): 
   if (!Number.isInteger(tcpInstances) || tcpInstances < 1 || tcpInstances > MAX_TCP_INSTANCES) {
     fail(`--tcp-instances must be an integer in [1, ${MAX_TCP_INSTANCES}], got '${values['tcp-instances']}'`);
   }
+  if (values.offload !== undefined && values.offload !== 'on' && values.offload !== 'off') fail(`--offload must be on or off, got '${values.offload}'`);
   // Listen for the stop signals before the TAP is opened: a SIGTERM during start-up (the TAP exists,
   // the workers are still starting) must still end in a clean close and the report, not a kill.
   const stopped = new Promise<void>((resolve) => {
@@ -91,7 +93,8 @@ export async function tapCommand(args: string[], fail: (msg: string) => never): 
       ...(mtu !== undefined ? { mtu } : {}),
       ...(values.pcap ? { pcap: values.pcap } : {}),
       ...(tcpInstances > 1 ? { tcpInstances } : {}),
-      link: { kind: 'tap', name: values.dev, ...(values.netns ? { netns: values.netns } : {}) },
+      // IFF_VNET_HDR with checksum offload and TSO unless --offload off (the stack's default).
+      link: { kind: 'tap', name: values.dev, ...(values.netns ? { netns: values.netns } : {}), ...(values.offload ? { offload: values.offload === 'on' } : {}) },
     });
   } catch (err) {
     fail((err as Error).message);

@@ -13,6 +13,18 @@ export const DRIVER_COUNTERS = [
   'drop:bad-message',
   'drop:replay',
   'drop:no-link',
+  // TAP with IFF_VNET_HDR (tap-link.ts): GSO frames each way, frames whose checksum the header vouched
+  // for, and frames dropped for a malformed virtio_net_hdr or an oversize frame without GSO.
+  'rxGsoFrames',
+  'txGsoFrames',
+  'rxCsumTrusted',
+  'txCsumOffloaded',
+  'drop:vnet-bad-flags',
+  'drop:vnet-bad-gso-type',
+  'drop:vnet-bad-offsets',
+  'drop:vnet-bad-gso',
+  'drop:rx-oversize',
+  'drop:tx-oversize',
 ] as const;
 export type DriverCounterName = (typeof DRIVER_COUNTERS)[number];
 type DropOf<T> = T extends `drop:${infer R}` ? R : never;
@@ -58,6 +70,10 @@ export class DriverCounters {
   }
   set rxNoBuffer(v: number) {
     this.c.values[4] = v;
+  }
+  /** Add n to a counter by name (cold paths and per-batch totals). */
+  add(name: DriverCounterName, n = 1): void {
+    this.c.values[this.c.slot(name)] += n;
   }
   drop(reason: DropReason): void {
     this.c.values[this.c.slot(`drop:${reason}` as DriverCounterName)]++;

@@ -49,6 +49,12 @@ import type { Doorbell } from '../../shared-rings/doorbell.js';
 
 /** Per-frame flag: checksums were not computed (tx) / must not be verified (rx). See the header. */
 export const FRAME_CSUM_OFFLOADED = 1;
+/**
+ * Per-frame flag: a GSO frame (only on links with `gsoMaxBytes`, a TAP with IFF_VNET_HDR): on transmit a
+ * TCP segment larger than the MTU that the link has cut into segments of `flags >>> 16` payload bytes;
+ * on receive, segments the peer (the kernel's GSO/GRO) glued into one frame larger than the MTU.
+ */
+export const FRAME_GSO = 2;
 
 /** Length of an Ethernet II header: the smallest frame any link carries. */
 export const ETH_HEADER_BYTES = 14;
@@ -249,6 +255,10 @@ export interface Link {
   readonly maxFrame: number;
   /** Both ends agreed not to compute nor verify checksums on flagged frames (see the header). */
   readonly checksumOffload: boolean;
+  /** TSO: the largest GSO frame's IP packet the link takes (FRAME_GSO); 0 or absent: none. */
+  readonly gsoMaxBytes?: number;
+  /** Bytes a receive slot needs (default maxFrame + 1): a link reading headers or GRO frames needs more. */
+  readonly rxSlotBytes?: number;
   /** The Ethernet address this stack uses on the link (6 bytes). */
   readonly mac: Uint8Array;
   readonly wait: LinkWait;

@@ -302,6 +302,8 @@ export class PcapLink implements Link {
   readonly mtu: number;
   readonly maxFrame: number;
   readonly checksumOffload: boolean;
+  readonly gsoMaxBytes?: number;
+  readonly rxSlotBytes?: number;
   readonly mac: Uint8Array;
   readonly wait: LinkWait;
   private readonly rx: boolean;
@@ -322,6 +324,9 @@ export class PcapLink implements Link {
     this.mtu = inner.mtu;
     this.maxFrame = inner.maxFrame;
     this.checksumOffload = inner.checksumOffload;
+    // Frames pass through to the inner link untouched: its offloads (a vnet-hdr TAP's GSO) stay usable.
+    if (inner.gsoMaxBytes !== undefined) this.gsoMaxBytes = inner.gsoMaxBytes;
+    if (inner.rxSlotBytes !== undefined) this.rxSlotBytes = inner.rxSlotBytes;
     this.mac = inner.mac;
     this.wait = inner.wait;
     this.rx = opts.rx ?? true;

@@ -16,11 +16,11 @@
  * host parks on); a TAP device cannot, so with TAP poll() asks to be called again after a short,
  * adaptive interval (50 us after traffic, backing off to 2 ms when idle).
  */
-import { D, DATA_MSG, FRAME_CSUM_OK, HDR_DST_GEN, HDR_SRC_GEN, rd32, wr32 } from '../runtime/messages.js';
+import { D, DATA_MSG, FRAME_CSUM_OK, FRAME_GSO as MSG_FRAME_GSO, HDR_DST_GEN, HDR_SRC_GEN, rd32, wr32 } from '../runtime/messages.js';
 import type { ServerContext, ServerModule } from '../runtime/server.js';
 import type { Endpoint } from '../runtime/topology.js';
 import { FaultLink } from './fault-link.js';
-import { FRAME_CSUM_OFFLOADED, FrameBatch, type Link } from './link.js';
+import { FRAME_CSUM_OFFLOADED, FRAME_GSO, FrameBatch, type Link } from './link.js';
 import { PcapLink, PcapWriter } from './pcap.js';
 import { ShmWire, ShmWireLink } from './shm-wire.js';
 import { TapLink } from './tap-link.js';
@@ -47,7 +47,7 @@ interface DriverState {
 
 const states = new WeakMap<ServerContext, DriverState>();
 
-function openLink(ctx: ServerContext): { link: Link | null; isTap: boolean; pcap: PcapWriter | null } {
+function openLink(ctx: ServerContext, counters: DriverCounters): { link: Link | null; isTap: boolean; pcap: PcapWriter | null } {
   const cfg = ctx.config;
   let link: Link | null = null;
   let isTap = false;
@@ -61,7 +61,15 @@ function openLink(ctx: ServerContext): { link: Link | null; isTap: boolean; pcap
       const mac = new Uint8Array(6);
       const m = cfg.iface?.mac ?? 0;
       for (let i = 0; i < 6; i++) mac[i] = Math.floor(m / 2 ** (8 * (5 - i))) & 0xff;
-      link = new TapLink({ fd: cfg.link.fd, name: cfg.link.name, mtu: cfg.iface?.mtu ?? 1500, mac });
+      link = new TapLink({
+        fd: cfg.link.fd,
+        name: cfg.link.name,
+        mtu: cfg.iface?.mtu ?? 1500,
+        mac,
+        vnetHdrSize: cfg.link.vnetHdrSize ?? 0,
+        gso: cfg.link.gso ?? false,
+        counters,
+      });
       isTap = true;
       break;
     }
@@ -82,6 +90,7 @@ function openLink(ctx: ServerContext): { link: Link | null; isTap: boolean; pcap
  * largest buffer has no room for the slack (then frames are merely copied more slowly).
  */
 function rxBufferSize(ctx: ServerContext, link: Link): number {
+  if (link.rxSlotBytes !== undefined) return link.rxSlotBytes;
   return Math.max(link.maxFrame + 1, Math.min(link.maxFrame + 8, ctx.pools.maxSize));
 }
 
@@ -115,7 +124,8 @@ function publish(ctx: ServerContext, st: DriverState): number {
     wr32(b, o + D.EPOCH, pools.epochOf(buf));
     wr32(b, o + D.OFF, rx.off[n]);
     wr32(b, o + D.LEN, rx.len[n]);
-    wr32(b, o + D.FLAGS, rx.flags[n] & FRAME_CSUM_OFFLOADED ? FRAME_CSUM_OK : 0);
+    const f = rx.flags[n];
+    wr32(b, o + D.FLAGS, (f & FRAME_CSUM_OFFLOADED ? FRAME_CSUM_OK : 0) | (f & FRAME_GSO ? MSG_FRAME_GSO : 0));
     wr32(b, o + D.IFINDEX, 0);
     out.commit();
     rx.buf[n] = -1; // handed over: the slot needs a new buffer
@@ -136,12 +146,12 @@ export const driverServer: ServerModule = {
   name: 'driver',
 
   start(ctx: ServerContext): void {
-    const { link, isTap, pcap } = openLink(ctx);
+    const counters = DriverCounters.attach(ctx.state);
+    const { link, isTap, pcap } = openLink(ctx, counters);
     const rx = new FrameBatch(ctx.pools, RX_BATCH);
     rx.buf.fill(-1);
     rx.realign = true; // slots are offered at off 0 with 7 bytes of slack (rxBufferSize)
     const tx = new FrameBatch(ctx.pools, 1);
-    const counters = DriverCounters.attach(ctx.state);
     const st: DriverState = { link, rx, tx, counters, tapPollUs: TAP_POLL_MIN_US, isTap, pcap, pcapFlushedUs: 0 };
     if (link) refill(ctx, rx, 0, rxBufferSize(ctx, link), counters);
     states.set(ctx, st);
@@ -165,7 +175,10 @@ export const driverServer: ServerModule = {
       return true;
     }
     const tx = st.tx;
-    const flags = rd32(bytes, off + D.FLAGS) & FRAME_CSUM_OK && link.checksumOffload ? FRAME_CSUM_OFFLOADED : 0;
+    const mf = rd32(bytes, off + D.FLAGS);
+    let flags = mf & FRAME_CSUM_OK && link.checksumOffload ? FRAME_CSUM_OFFLOADED : 0;
+    // A GSO frame keeps its segment size (bits 16-31) for a link that cuts (else the link drops it).
+    if (mf & MSG_FRAME_GSO && link.gsoMaxBytes) flags |= FRAME_GSO | (mf & 0xffff0000);
     tx.set(0, buf, rd32(bytes, off + D.OFF), rd32(bytes, off + D.LEN), flags);
     tx.count = 1;
     if (link.transmit(tx, 0) === 0) {

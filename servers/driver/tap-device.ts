@@ -28,9 +28,19 @@ export const TUN_F = {
 
 /** The raw addon API (see native/tap.c). Errors are `Error`s with `code` = errno name. */
 export interface TapAddon {
-  open(name: string, netnsPath?: string | null, flags?: { vnetHdr?: boolean; multiQueue?: boolean }): {
+  open(
+    name: string,
+    netnsPath?: string | null,
+    flags?: { vnetHdr?: boolean; multiQueue?: boolean; vnetHdrSize?: number; offload?: number },
+  ): {
     fd: number;
     name: string;
+    /** 0 without IFF_VNET_HDR. */
+    vnetHdrSize: number;
+    /** TUN_F flags the kernel granted (TUNSETOFFLOAD), 0 if none. */
+    offload: number;
+    /** Why the requested offloads were not all granted (errno name), if they were not. */
+    offloadError?: string;
   };
   setOffload(fd: number, flags: number): void;
   setVnetHdrSize(fd: number, size: number): void;
@@ -139,6 +149,13 @@ export interface TapOpenOptions {
   vnetHdr?: boolean;
   /** IFF_MULTI_QUEUE: the same name can be opened several times, one queue per fd. */
   multiQueue?: boolean;
+  /** With vnetHdr: TUNSETVNETHDRSZ (10 or 12; default: the kernel's 10). */
+  vnetHdrSize?: number;
+  /**
+   * With vnetHdr: TUNSETOFFLOAD flags (TUN_F) to ask for; the kernel may refuse them: the addon then
+   * falls back to TUN_F.CSUM alone, then to none, and `offload` / `offloadError` say what happened.
+   */
+  offload?: number;
 }
 
 /** Interface index of `name` (optionally in a namespace). */
@@ -148,31 +165,44 @@ export function ifIndex(name: string, netns?: string): number {
 
 export class TapDevice {
   readonly name: string;
+  /** The virtio_net_hdr size in front of every frame (0: plain frames). */
+  readonly vnetHdrSize: number;
+  /** TUN_F flags granted by TUNSETOFFLOAD. */
+  readonly offload: number;
+  /** Errno name of a refused TUNSETOFFLOAD, if any. */
+  readonly offloadError: string | undefined;
   #fd: number;
   readonly #addon: TapAddon;
   // Single-frame helpers reuse these (no allocation per call).
   readonly #one = new Int32Array(1);
   readonly #len = new Int32Array(1);
 
-  private constructor(addon: TapAddon, fd: number, name: string) {
+  private constructor(addon: TapAddon, fd: number, name: string, vnetHdrSize = 0, offload = 0, offloadError?: string) {
     this.#addon = addon;
     this.#fd = fd;
     this.name = name;
+    this.vnetHdrSize = vnetHdrSize;
+    this.offload = offload;
+    this.offloadError = offloadError;
   }
 
   /** Opens (creating if needed) TAP `name` ('' lets the kernel pick tapN), IFF_TAP|IFF_NO_PI, non-blocking. */
   static open(name: string, opts: TapOpenOptions = {}): TapDevice {
     const addon = loadTapAddon();
-    const flags: { vnetHdr?: boolean; multiQueue?: boolean } = {};
+    const flags: { vnetHdr?: boolean; multiQueue?: boolean; vnetHdrSize?: number; offload?: number } = {};
     if (opts.vnetHdr) flags.vnetHdr = true;
     if (opts.multiQueue) flags.multiQueue = true;
+    if (opts.vnetHdr && opts.vnetHdrSize) flags.vnetHdrSize = opts.vnetHdrSize;
+    if (opts.vnetHdr && opts.offload) flags.offload = opts.offload;
     const r = addon.open(name, opts.netns === undefined ? undefined : netnsPath(opts.netns), flags);
-    return new TapDevice(addon, r.fd, r.name);
+    // An addon built before vnet support reports neither field: treat as what was asked without offload.
+    const hdr = r.vnetHdrSize ?? (opts.vnetHdr ? 10 : 0);
+    return new TapDevice(addon, r.fd, r.name, hdr, r.offload ?? 0, r.offloadError);
   }
 
   /** Wraps an fd opened elsewhere in this process (e.g. passed to a worker thread). Not owned twice: close once. */
-  static fromFd(fd: number, name: string): TapDevice {
-    return new TapDevice(loadTapAddon(), fd, name);
+  static fromFd(fd: number, name: string, vnetHdrSize = 0): TapDevice {
+    return new TapDevice(loadTapAddon(), fd, name, vnetHdrSize);
   }
 
   /** The file descriptor, or -1 once closed. */

@@ -23,7 +23,7 @@ import { ETH_HEADER_LEN, ETHERTYPE_IPV4, writeMac } from '../wire/ethernet.js';
 import { ArpRepr } from '../wire/arp.js';
 import { IPPROTO_TCP, IPPROTO_UDP, IPV4_HEADER_LEN } from '../wire/ipv4.js';
 import { ICMP_DST_UNREACHABLE } from '../wire/icmp.js';
-import { D, DATA_MSG, FRAME_CSUM_OK, HDR_DST_GEN, HDR_SRC_GEN, L4F_CSUM, L4F_DF, rd32, wr32 } from '../runtime/messages.js';
+import { D, DATA_MSG, FRAME_CSUM_OK, FRAME_GSO, HDR_DST_GEN, HDR_SRC_GEN, L4F_CSUM, L4F_DF, rd32, wr32 } from '../runtime/messages.js';
 import type { ServerContext } from '../runtime/server.js';
 import type { RingProducer } from '../../shared-rings/ring.js';
 import { tcpInstanceName, type Endpoint } from '../runtime/topology.js';
@@ -45,6 +45,7 @@ export const IP_COUNTERS = [
   'packets-out',
   'frames-out',
   'fragments-out',
+  'gso-out',
   'loopback',
   'arp-replies',
   'arp-requests',
@@ -58,6 +59,7 @@ export const IP_COUNTERS = [
   'drop:arp-queue',
   'drop:needs-frag',
   'drop:no-iface',
+  'drop:oversize',
   'drop:icmp-unsupported',
 ] as const;
 type IpCounter = (typeof IP_COUNTERS)[number];
@@ -128,6 +130,8 @@ export class IpEngine {
   private readonly mac: number;
   private readonly address: number;
   private readonly offload: boolean;
+  /** TSO: the largest transport segment the link cuts for us (0: none). */
+  private readonly gsoMax: number;
   private readonly toDriver: RingProducer;
   private readonly toUdp: RingProducer;
   /** The tcp instances' rings, by instance (one unless tcp is flow-sharded: runtime/flow-shard.ts). */
@@ -135,7 +139,7 @@ export class IpEngine {
   private readonly shardKey: readonly number[];
   private readonly arpRepr = new ArpRepr();
   /** Packets waiting for ARP: buffer handle -> where the IPv4 packet is in it. */
-  private readonly waiting = new Map<number, { ipOff: number; ipLen: number; csumSkipped: boolean }>();
+  private readonly waiting = new Map<number, { ipOff: number; ipLen: number; fflags: number }>();
   private readonly quote = new Uint8Array(REASM_QUOTE_MAX);
   private announced = false;
 
@@ -144,6 +148,7 @@ export class IpEngine {
     this.mac = iface?.mac ?? 0;
     this.address = iface?.address ?? 0;
     this.offload = iface?.checksumOffload ?? false;
+    this.gsoMax = iface?.gsoMaxBytes ?? 0;
     if (iface) {
       this.routes.addInterface({ addr: iface.address, prefixLen: iface.prefix, mtu: iface.mtu });
       if (iface.gateway) this.routes.setDefaultGateway(iface.gateway);
@@ -208,7 +213,15 @@ export class IpEngine {
     this.count('frames-in');
     const bytes = pools.bytesOf(buf);
     const base = pools.offsetOf(buf);
-    const flags = rd32(rec, off + D.FLAGS) & FRAME_CSUM_OK ? IN_CSUM_OK : 0;
+    const fflags = rd32(rec, off + D.FLAGS);
+    const flags = fflags & FRAME_CSUM_OK ? IN_CSUM_OK : 0;
+    // A frame larger than the MTU is accepted only when the link says it is a GSO/GRO frame (a TAP with
+    // IFF_VNET_HDR: the kernel glued MTU-sized segments, or sends one large TCP segment to be cut).
+    if (rd32(rec, off + D.LEN) > this.ifaceMtu() + ETH_HEADER_LEN && (fflags & FRAME_GSO) === 0) {
+      this.count('drop:oversize');
+      pools.free(buf, ctx.owner);
+      return;
+    }
     const r = this.input.receive(bytes, base + rd32(rec, off + D.OFF), rd32(rec, off + D.LEN), nowUs, flags);
     this.dispatchInput(r, buf, flags !== 0, nowUs);
   }
@@ -259,7 +272,7 @@ export class IpEngine {
         // A reassembled (large) ping: its reply goes through the output path (fragmentation).
         const b = this.copyToPool(r.bytes, r.ipOff, r.ipLen);
         pools.free(buf, this.ctx.owner);
-        if (b >= 0) this.output(b, pools.offsetOf(b) + 64, r.ipLen, nowUs, false);
+        if (b >= 0) this.output(b, pools.offsetOf(b) + 64, r.ipLen, nowUs, 0);
         return;
       }
       case 'icmp-error': {
@@ -385,7 +398,7 @@ export class IpEngine {
       pools.free(b, this.ctx.owner);
       return;
     }
-    this.output(b, at, n, nowUs, false);
+    this.output(b, at, n, nowUs, 0);
   }
 
   /** UDP found no socket for a datagram it was given: ICMP port unreachable quoting it. */
@@ -420,6 +433,7 @@ export class IpEngine {
     const dst = rd32(rec, off + D.OUT_DST) >>> 0;
     const proto = rec[off + D.OUT_PROTO];
     const flags = rec[off + D.OUT_FLAGS];
+    const gso = proto === IPPROTO_TCP ? rec[off + D.OUT_GSO] | (rec[off + D.OUT_GSO + 1] << 8) : 0;
     const ipOff = l4 - IPV4_HEADER_LEN;
     if (ipOff < pools.offsetOf(buf) + ETH_HEADER_LEN || l4Len < 0 || l4 + l4Len > pools.offsetOf(buf) + pools.capacityOf(buf)) {
       this.count('drop:bad-message');
@@ -449,8 +463,10 @@ export class IpEngine {
     be16(bytes, ipOff + 16, dst >>> 16);
     be16(bytes, ipOff + 18, dst & 0xffff);
     be16(bytes, ipOff + 10, checksumFinish(checksumPartial(bytes, ipOff, IPV4_HEADER_LEN)));
-    // The transport checksum: needed unless the packet stays inside this stack or the link offloads it.
-    const skipCsum = route.local || this.offload;
+    // The transport checksum: needed unless the packet stays inside this stack or the link offloads it
+    // (not when the packet will be fragmented: a link fills a checksum only in a whole packet).
+    const tso = gso > 0 && this.gsoMax > 0 && !route.local && l4Len <= this.gsoMax;
+    const skipCsum = route.local || (this.offload && (tso || IPV4_HEADER_LEN + l4Len <= route.mtu));
     if (flags & L4F_CSUM && !skipCsum) {
       const at = proto === IPPROTO_UDP ? UDP_CSUM_AT : proto === IPPROTO_TCP ? TCP_CSUM_AT : -1;
       if (at >= 0 && at + 2 <= l4Len) {
@@ -461,15 +477,23 @@ export class IpEngine {
       }
     }
     this.count('packets-out');
-    this.output(buf, ipOff, IPV4_HEADER_LEN + l4Len, nowUs, skipCsum && (flags & L4F_CSUM) !== 0);
+    let fflags = skipCsum && (flags & L4F_CSUM) !== 0 ? FRAME_CSUM_OK : 0;
+    // TSO needs a partial checksum the link completes per segment: a segment that did not ask for
+    // offload goes the ordinary way (fragmented, or dropped as needing it under DF).
+    if (tso && fflags !== 0 && IPV4_HEADER_LEN + l4Len > route.mtu) {
+      fflags |= FRAME_GSO | (gso << 16);
+      this.count('gso-out');
+    }
+    this.output(buf, ipOff, IPV4_HEADER_LEN + l4Len, nowUs, fflags);
   }
 
   /**
    * Send the IPv4 packet at [ipOff, +ipLen) of `buf` (ours; absolute offsets in its byte area):
-   * loopback, or fragment + resolve + Ethernet + driver. `csumSkipped`: the transport checksum was
-   * not computed (local delivery or an offloading link).
+   * loopback, or fragment + resolve + Ethernet + driver. The transport checksum was
+   * not computed (local delivery or an offloading link): `fflags` has FRAME_CSUM_OK; FRAME_GSO (with the
+   * segment size in bits 16-31): a TSO segment the link cuts, never fragmented here.
    */
-  output(buf: number, ipOff: number, ipLen: number, nowUs: number, csumSkipped: boolean): void {
+  output(buf: number, ipOff: number, ipLen: number, nowUs: number, fflags: number): void {
     const ctx = this.ctx;
     const pools = ctx.pools;
     const bytes = pools.bytesOf(buf);
@@ -484,7 +508,7 @@ export class IpEngine {
       // Loopback: our own address or 127/8 goes straight back into input, no wire, no link header.
       this.count('loopback');
       const r = this.input.receiveIp(bytes, ipOff, ipLen, nowUs, IN_LOOPBACK | IN_CSUM_OK);
-      void csumSkipped; // nothing to verify on a packet that never left this stack
+      void fflags; // nothing to verify on a packet that never left this stack
       this.dispatchInput(r, buf, true, nowUs);
       return;
     }
@@ -493,9 +517,9 @@ export class IpEngine {
       pools.free(buf, ctx.owner);
       return;
     }
-    const st = this.frag.start(bytes, ipOff, ipLen, route.mtu);
+    const st = fflags & FRAME_GSO ? 'fits' : this.frag.start(bytes, ipOff, ipLen, route.mtu);
     if (st === 'fits') {
-      this.toLink(buf, ipOff, ipLen, route.nextHop, route.broadcast, nowUs, csumSkipped);
+      this.toLink(buf, ipOff, ipLen, route.nextHop, route.broadcast, nowUs, fflags);
       return;
     }
     if (st !== 'fragment') {
@@ -514,21 +538,21 @@ export class IpEngine {
       const at = pools.offsetOf(fb) + 64;
       this.frag.next(pools.bytesOf(fb), at);
       this.count('fragments-out');
-      this.toLink(fb, at, n, route.nextHop, route.broadcast, nowUs, csumSkipped);
+      this.toLink(fb, at, n, route.nextHop, route.broadcast, nowUs, fflags);
     }
     pools.free(buf, ctx.owner);
   }
 
-  private toLink(buf: number, ipOff: number, ipLen: number, nextHop: number, broadcast: boolean, nowUs: number, csumSkipped: boolean): void {
+  private toLink(buf: number, ipOff: number, ipLen: number, nextHop: number, broadcast: boolean, nowUs: number, fflags: number): void {
     if (broadcast) {
-      this.sendWithMac(buf, ipOff, ipLen, 0xffffffffffff, csumSkipped);
+      this.sendWithMac(buf, ipOff, ipLen, 0xffffffffffff, fflags);
       return;
     }
     const q = this.arp.query(nextHop, buf, nowUs);
     if (q === 'resolved') {
-      this.sendWithMac(buf, ipOff, ipLen, this.arp.resolvedMac, csumSkipped);
+      this.sendWithMac(buf, ipOff, ipLen, this.arp.resolvedMac, fflags);
     } else if (q === 'queued') {
-      this.waiting.set(buf, { ipOff, ipLen, csumSkipped });
+      this.waiting.set(buf, { ipOff, ipLen, fflags });
     } else {
       this.count('drop:arp-queue');
       this.ctx.pools.free(buf, this.ctx.owner);
@@ -539,20 +563,20 @@ export class IpEngine {
     const w = this.waiting.get(handle);
     if (!w) return;
     this.waiting.delete(handle);
-    // The packet keeps its offload flag: its transport checksum was never computed when csumSkipped, and
+    // The packet keeps its offload flag: its transport checksum was never computed under FRAME_CSUM_OK, and
     // without the flag the peer verifies it and drops the packet (the first SYN to a new neighbour was
     // lost this way, costing every first connection a 1 s SYN retransmission).
-    this.sendWithMac(handle, w.ipOff, w.ipLen, mac, w.csumSkipped);
+    this.sendWithMac(handle, w.ipOff, w.ipLen, mac, w.fflags);
   }
 
-  private sendWithMac(buf: number, ipOff: number, ipLen: number, mac: number, csumSkipped: boolean): void {
+  private sendWithMac(buf: number, ipOff: number, ipLen: number, mac: number, fflags: number): void {
     const pools = this.ctx.pools;
     const bytes = pools.bytesOf(buf);
     const eth = ipOff - ETH_HEADER_LEN;
     writeMac(bytes, eth, mac);
     writeMac(bytes, eth + 6, this.mac);
     be16(bytes, eth + 12, ETHERTYPE_IPV4);
-    this.toDriverFrame(buf, eth - pools.offsetOf(buf), ETH_HEADER_LEN + ipLen, csumSkipped ? FRAME_CSUM_OK : 0);
+    this.toDriverFrame(buf, eth - pools.offsetOf(buf), ETH_HEADER_LEN + ipLen, fflags);
   }
 
   /** FRAME to the driver; the buffer (ours) goes with it. */

@@ -19,7 +19,8 @@
  * block, then the thread exits so the next incarnation gets a fresh isolate (the supervisor re-runs the
  * task on the warm standby thread).
  */
-import { readlinkSync } from 'node:fs';
+import { readlinkSync, writeFileSync } from 'node:fs';
+import inspector from 'node:inspector';
 import { isMainThread, threadId } from 'node:worker_threads';
 import { makeOwner } from '../../shared-rings/pool.js';
 import { RingConsumer, RingProducer } from '../../shared-rings/ring.js';
@@ -266,7 +267,9 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
     for (let i = 0; i < names.length; i++) modules[i].start(contexts[i]);
     // Serving from here on: every server of this incarnation has started.
     cb.servingSinceUs = clock.nowUs();
+    const prof = startProfile(names);
     for (;;) {
+      if (prof !== null && prof.due()) prof.stop();
       Atomics.add(cb.i32, C.BEAT, 1);
       if (Atomics.load(cb.i32, C.STOP) !== 0) break;
       const fault = Atomics.load(cb.i32, C.INJECT);
@@ -373,6 +376,38 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
   }
   cb.set(C.STATE, HostState.STOPPED);
   return 'stopped';
+}
+
+/**
+ * Development aid: with KEEPNET_CPU_PROF=DIR, the host loop of a serving incarnation profiles itself
+ * (node:inspector, same thread: the calls complete synchronously) for KEEPNET_CPU_PROF_MS (default
+ * 10000) and writes DIR/host-<servers>-<thread>.cpuprofile. (node --cpu-prof does not get a profile out
+ * of a worker that is terminated, which is how hosts end.)
+ */
+function startProfile(names: ServerName[]): { due(): boolean; stop(): void } | null {
+  const dir = process.env['KEEPNET_CPU_PROF'];
+  if (!dir || isMainThread) return null;
+  const session = new inspector.Session();
+  session.connect();
+  session.post('Profiler.enable');
+  session.post('Profiler.start');
+  const until = Date.now() + Number(process.env['KEEPNET_CPU_PROF_MS'] ?? 10_000);
+  let done = false;
+  let k = 0;
+  return {
+    due: () => !done && (++k & 1023) === 0 && Date.now() >= until,
+    stop: () => {
+      done = true;
+      session.post('Profiler.stop', (err, r) => {
+        try {
+          if (!err) writeFileSync(`${dir}/host-${names.join('+')}-${threadId}.cpuprofile`, JSON.stringify(r.profile));
+        } catch {
+          // A development aid never takes the server down (a missing directory, a full disk).
+        }
+        session.disconnect();
+      });
+    },
+  };
 }
 
 function injectFault(cb: ControlBlock, fault: number): void {

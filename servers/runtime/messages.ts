@@ -82,7 +82,11 @@ export const POISON_BYTES = HEADER_BYTES;
  *
  * FRAME (driver <-> ip): an Ethernet frame.
  *   [8] buf  [12] epoch  [16] off  [20] len  [24] flags (FRAME_CSUM_OK: checksums verified by the link
- *   or offloaded; do not verify / need not compute)  [28] ifIndex
+ *   or offloaded; do not verify / need not compute. FRAME_GSO: the frame is a TCP segment larger than
+ *   the MTU, to be cut by the link (ip -> driver) or glued by it (driver -> ip: the kernel's GSO/GRO
+ *   over a TAP with IFF_VNET_HDR); without it, ip drops a packet larger than the MTU. Bits 16-31
+ *   (ip -> driver, with FRAME_GSO): the payload bytes per wire segment, FRAME_GSO_SIZE(flags))
+ *   [28] ifIndex
  * L4_IN (ip -> udp/tcp): a received IPv4 packet for a transport server.
  *   [8] buf  [12] epoch  [16] off (IPv4 header)  [20] len (IPv4 total length)  [24] l4Off (absolute
  *   offset of the transport header in the buffer)  [28] l4Len  [32] src  [36] dst (uint32 addresses)
@@ -92,7 +96,9 @@ export const POISON_BYTES = HEADER_BYTES;
  *   written in place in front of it (no copy).
  *   [8] buf  [12] epoch  [16] off  [20] len  [24] src (0: the interface address)  [28] dst
  *   [32] proto u8  [33] ttl u8 (0: default 64)  [34] tos u8  [35] flags u8 (L4F_DF, L4F_CSUM: IP must
- *   fill the transport checksum, after choosing the source address)
+ *   fill the transport checksum, after choosing the source address)  [36] gsoSize u16 (TCP only; 0:
+ *   none): the segment is larger than the MSS (TSO, the interface's gsoMaxBytes): IP must not fragment
+ *   it; the link cuts it into segments of gsoSize payload bytes each  [38] reserved u16 (0)
  * PORT_UNREACH (udp -> ip): no socket for a datagram: the L4_IN record sent back as it came (same
  *   layout, same buffer); IP answers with ICMP port unreachable quoting it, then frees the buffer.
  * ICMP_ERR (ip -> udp/tcp): an ICMP error about a packet this host sent.
@@ -134,7 +140,8 @@ export const D = Object.freeze({
   OUT_TTL: 33,
   OUT_TOS: 34,
   OUT_FLAGS: 35,
-  L4_OUT_BYTES: 36,
+  OUT_GSO: 36,
+  L4_OUT_BYTES: 40,
   // ICMP_ERR
   E_TYPE: 8,
   E_CODE: 9,
@@ -150,6 +157,11 @@ export const D = Object.freeze({
 });
 
 export const FRAME_CSUM_OK = 1;
+/** FRAME flag: a GSO frame (see FRAME above); the segment size is in bits 16-31. */
+export const FRAME_GSO = 2;
+export function frameGsoSize(flags: number): number {
+  return flags >>> 16;
+}
 export const L4F_DF = 1;
 export const L4F_CSUM = 2;
 /** Bytes a transport server leaves free in front of a segment: room for Ethernet and IPv4 headers. */

@@ -9,7 +9,7 @@ import { Pools, type PoolsInit } from '../../shared-rings/pools.js';
 import { Ring, type RingRegion } from '../../shared-rings/ring.js';
 import { Doorbell } from '../../shared-rings/doorbell.js';
 import { ShmWire } from '../driver/shm-wire.js';
-import { DEFAULT_MAX_CONNECTIONS, TcpLayout, wireBufferBytes, type TcpLayoutOptions } from '../tcp/layout.js';
+import { DEFAULT_MAX_CONNECTIONS, TcpLayout, tsoTapBufferBytes, wireBufferBytes, type TcpLayoutOptions } from '../tcp/layout.js';
 import { C, ControlBlock } from './control.js';
 import { Counters } from './counters.js';
 import { hostsFor, linkName, linksFor, serverNames, validateTcpInstances, type Endpoint, type Placement, type ServerName } from './topology.js';
@@ -25,13 +25,20 @@ export interface InterfaceConfig {
   mac: number;
   mtu: number;
   checksumOffload: boolean;
+  /**
+   * TSO: the largest TCP segment (header + payload) the link accepts and cuts into MTU-sized segments
+   * itself (a TAP with IFF_VNET_HDR). 0 or absent: none; every segment fits the MTU.
+   */
+  gsoMaxBytes?: number;
 }
 
 /** Where the driver's frames go. Plain data: structured-clonable to every worker. */
 export type LinkConfig =
   | { kind: 'none' }
   | { kind: 'shm'; wire: import('../driver/shm-wire.js').ShmWireInit; side: 'a' | 'b' }
-  | { kind: 'tap'; fd: number; name: string };
+  /** vnetHdrSize: the fd was opened with IFF_VNET_HDR and this header size (0: plain frames); gso: the
+   * kernel was allowed TSO towards us (TUN_F_TSO4), so frames up to 64 KiB arrive. */
+  | { kind: 'tap'; fd: number; name: string; vnetHdrSize?: number; gso?: boolean };
 
 export interface StackConfig {
   iface: InterfaceConfig | null;
@@ -92,10 +99,13 @@ export function createStackMemory(opts: StackMemoryOptions = {}): StackMemoryIni
   const servers = serverNames(tcpInstances);
   const hosts = hostsFor(opts.placement ?? 'dedicated', servers);
   const clock = ClockPage.create({ manual: opts.manualClock ?? false }).sab;
+  // A TAP with TSO/GRO moves 64 KiB frames both ways: every receive slot and every TSO segment is a big
+  // buffer, so there must be many more of them (reserved, not touched: pages are committed when used).
+  const gsoTap = opts.config?.link.kind === 'tap' && (opts.config.link.vnetHdrSize ?? 0) > 0;
   const pools = Pools.create({
     smallBuffers: opts.poolBuffers ?? 4096,
     smallSize: opts.poolBufferSize ?? 2048,
-    bigBuffers: opts.bigBuffers ?? 64,
+    bigBuffers: opts.bigBuffers ?? (gsoTap ? 1024 : 64),
     bigSize: opts.bigBufferSize ?? 65536 + 1024,
   });
   const capacity = opts.ringCapacity ?? 1 << 18;
@@ -104,9 +114,10 @@ export function createStackMemory(opts: StackMemoryOptions = {}): StackMemoryIni
   // On the shared-memory wire (another keepnet stack at the other end) connections get larger buffers
   // unless the caller chose (tcp/layout.ts wireBufferBytes says why).
   let tcp = opts.tcp;
-  if (opts.config?.link.kind === 'shm' && tcp?.bufferBytes === undefined) {
+  // So do connections on a TAP with TSO/GRO, more so (tsoTapBufferBytes).
+  if ((opts.config?.link.kind === 'shm' || gsoTap) && tcp?.bufferBytes === undefined) {
     const maxConns = tcp?.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
-    if (Number.isInteger(maxConns) && maxConns >= 1) tcp = { ...tcp, bufferBytes: wireBufferBytes(maxConns) };
+    if (Number.isInteger(maxConns) && maxConns >= 1) tcp = { ...tcp, bufferBytes: gsoTap ? tsoTapBufferBytes(maxConns) : wireBufferBytes(maxConns) };
   }
   const state = Object.fromEntries(
     servers.map((n) => [n, n.startsWith('tcp') ? TcpLayout.create(tcp) : new SharedArrayBuffer(STATE_BYTES[n as keyof typeof STATE_BYTES])]),

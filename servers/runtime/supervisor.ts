@@ -170,12 +170,6 @@ const HEALTHY_UPTIME_US = 100_000;
 
 const hostFile = fileURLToPath(new URL('./host.js', import.meta.url));
 
-/** Node flags for the server threads: none, or --cpu-prof into KEEPNET_CPU_PROF's directory. */
-function serverExecArgv(): string[] {
-  const dir = process.env.KEEPNET_CPU_PROF;
-  return dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [];
-}
-
 export class Supervisor extends EventEmitter {
   readonly mem: StackMemory;
   private readonly hosts: Host[];
@@ -206,9 +200,9 @@ export class Supervisor extends EventEmitter {
         idleTimeout: Infinity,
         concurrentTasksPerWorker: 1,
         // Servers need none of the application's loader hooks or flags (a test runner's, say), and
-        // inheriting them makes every worker start an order of magnitude slower. The one exception is
-        // profiling (KEEPNET_CPU_PROF=DIR: a V8 .cpuprofile per server thread, written when it exits).
-        execArgv: serverExecArgv(),
+        // inheriting them makes every worker start an order of magnitude slower. (Profiling a server
+        // thread: KEEPNET_CPU_PROF, in host.ts.)
+        execArgv: [],
       }),
       cb: mem.control(index),
       gen: 0,

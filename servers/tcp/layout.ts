@@ -172,13 +172,33 @@ const WIRE_BUFFER_BUDGET = 1 << 29;
  * for 1024), never below 128 KiB. Why larger there: a 128 KiB window holds two 64 KiB segments, so a
  * bulk transfer between two stacks sent two segments per round trip (app, tcp, ip, driver and back)
  * and stalled; `bench bulk` (shared placement, this machine, side by side): 128 KiB 91-120 MB/s,
- * 512 KiB 168-196, 1 MiB 177-247, 4 MiB 115-183. Not on TAP: with a 1 MiB window the kernel peer's
- * burst overran the path while the application's event loop was blocked, and the kernel took a
- * retransmission timeout (test/net/tcp-kernel.test.ts), which 128 KiB never caused.
+ * 512 KiB 168-196, 1 MiB 177-247, 4 MiB 115-183. Not on a plain TAP: with a 1 MiB window the kernel
+ * peer's burst overran the path while the application's event loop was blocked, and the kernel took a
+ * retransmission timeout (test/net/tcp-kernel.test.ts), which 128 KiB never caused. On a TAP with TSO/GRO
+ * larger still: tsoTapBufferBytes().
  */
 export function wireBufferBytes(maxConns: number): number {
   let b = MAX_WIRE_BUFFER_BYTES;
   while (b > DEFAULT_BUFFER_BYTES && maxConns * 2 * b > WIRE_BUFFER_BUDGET) b >>= 1;
+  return b;
+}
+
+/** The largest buffer tsoTapBufferBytes() picks, and its budget (reserved, see WIRE_BUFFER_BUDGET). */
+export const MAX_TSO_TAP_BUFFER_BYTES = 1 << 22;
+const TSO_TAP_BUFFER_BUDGET = 2 ** 31;
+
+/**
+ * The default buffer of a stack on a TAP with TSO/GRO (IFF_VNET_HDR: the kernel exchanges 64 KiB
+ * frames): the largest power of two up to 4 MiB within a 2 GiB reservation (4 MiB for the default 256
+ * connections), never below wireBufferBytes(). A window holds few 64 KiB frames: `bench tap`-style
+ * runs side by side on this machine (2 cores, shared with other work, MB/s keepnet->kernel /
+ * kernel->keepnet): 128 KiB 169-193 / 384-437, 1 MiB 606-793 / 498-558, 2 MiB 672-707 / 576-733,
+ * 4 MiB 735-969 / 533-914. (8 MiB for 256 connections exceeds what one SharedArrayBuffer may hold.)
+ */
+export function tsoTapBufferBytes(maxConns: number): number {
+  let b = MAX_TSO_TAP_BUFFER_BYTES;
+  const floor = wireBufferBytes(maxConns);
+  while (b > floor && maxConns * 2 * b > TSO_TAP_BUFFER_BUDGET) b >>= 1;
   return b;
 }
 

@@ -273,6 +273,7 @@ function send(ctx: ServerContext, u: Udp, b: Uint8Array, off: number): boolean {
   ib[o + D.OUT_TTL] = tx.ttl;
   ib[o + D.OUT_TOS] = 0;
   ib[o + D.OUT_FLAGS] = tx.l4Flags;
+  wr32(ib, o + D.OUT_GSO, 0);
   ip.commit();
   u.table.count(UC.tx);
   return true;

@@ -23,6 +23,8 @@ export interface Sent {
   flags: number;
   window: number;
   dataLen: number;
+  /** TSO: the wire segment size the link cuts dataLen into (0: an ordinary segment). */
+  gsoSize: number;
   mss: number;
   wscale: number;
   sackPermitted: boolean;
@@ -84,6 +86,8 @@ export class Host implements TcpIo {
   rand = 0x12345678;
   /** When set, emit refuses (ring full). */
   emitFails = false;
+  /** TSO: the interface's gsoMaxBytes (0: off). */
+  gsoMaxBytes = 0;
   /** Hook called for every emitted segment (netsim). */
   onEmit: ((t: Tcb, s: OutSeg, payload: Uint8Array) => void) | null = null;
 
@@ -126,6 +130,7 @@ export class Host implements TcpIo {
       flags: s.flags,
       window: s.window,
       dataLen: s.dataLen,
+      gsoSize: s.gsoSize,
       mss: s.mss,
       wscale: s.wscale,
       sackPermitted: s.sackPermitted,

@@ -11,7 +11,7 @@ import { CLOSED, N_CLOSED, OutSeg, Tcb, TIME_WAIT } from '../../servers/tcp/core
 import { seqDiff } from '../../servers/wire/seq.js';
 import type { TcpRepr } from '../../servers/wire/tcp.js';
 import { mulberry32 } from '../helpers/prng.js';
-import { Host, LOCAL, LPORT, pattern, REMOTE, RPORT, wireRoundTrip } from './core-harness.js';
+import { Host, LOCAL, LPORT, pattern, REMOTE, RPORT, TCP_FIN, TCP_PSH, wireRoundTrip } from './core-harness.js';
 
 interface Pkt {
   at: number;
@@ -35,6 +35,8 @@ interface Cfg {
   delayUs?: number;
   /** RFC 8985 tail loss probes (optTlp), on unless false. */
   tlp?: boolean;
+  /** TSO on both ends (io.gsoMaxBytes): the link cuts each TSO segment into MSS segments, lost one by one. */
+  gso?: number;
   /**
    * Application-limited request/response instead of bulk: A writes request k (req bytes) once it has
    * read k responses, B writes response k (resp bytes) once it has read k + 1 requests; `bytes` is then
@@ -54,6 +56,8 @@ interface Result {
   segs: number;
   rtoExpiries: number;
   tlpProbes: number;
+  /** TSO segments the link cut. */
+  tsoSegs: number;
   /** When both applications had read everything the other wrote (us). */
   doneUs: number;
 }
@@ -89,8 +93,24 @@ function run(cfg: Cfg): Result {
   let nextId = 0;
   let now = 0;
   let segs = 0;
+  let tsoSegs = 0;
   const trace = process.env.NETSIM_TRACE === '1';
-  const link = (toB: boolean) => (_t: Tcb, s: OutSeg, payload: Uint8Array): void => {
+  const link = (toB: boolean) => (t: Tcb, s: OutSeg, payload: Uint8Array): void => {
+    if (s.gsoSize > 0) {
+      tsoSegs++;
+      // The link cuts a TSO segment (as Linux's tcp_gso_segment: PSH and FIN on the last piece only).
+      const { seq, dataLen, flags, gsoSize } = s;
+      s.gsoSize = 0;
+      for (let off = 0; off < dataLen; off += gsoSize) {
+        const n = Math.min(gsoSize, dataLen - off);
+        s.seq = (seq + off) >>> 0;
+        s.dataLen = n;
+        s.flags = off + n < dataLen ? flags & ~(TCP_PSH | TCP_FIN) : flags;
+        link(toB)(t, s, payload.subarray(off, off + n));
+      }
+      Object.assign(s, { seq, dataLen, flags, gsoSize });
+      return;
+    }
     segs++;
     if (trace) console.log(now, toB ? 'A>B' : 'B>A', s.flags.toString(16), s.seq, s.ack, s.window, s.dataLen, s.sackCount);
     if (rand() < cfg.loss) return;
@@ -102,6 +122,7 @@ function run(cfg: Cfg): Result {
   };
   ha.onEmit = link(true);
   hb.onEmit = link(false);
+  ha.gsoMaxBytes = hb.gsoMaxBytes = cfg.gso ?? 0;
   const rr = cfg.rr;
   const srcA = pattern(rr ? rr.req * rr.rounds : cfg.bytes, 1);
   const srcB = pattern(rr ? rr.resp * rr.rounds : cfg.bytes, 99);
@@ -200,6 +221,7 @@ function run(cfg: Cfg): Result {
     segs,
     rtoExpiries: a.rtoExpiries + b.rtoExpiries,
     tlpProbes: a.tlpProbes + b.tlpProbes,
+    tsoSegs,
     doneUs,
   };
   const fail = (w: string): Result => ({ ...res, ok: false, why: w });
@@ -236,6 +258,20 @@ for (const cc of process.env.NETSIM_SEED ? [] : [0, 1]) {
     }
   }
 }
+
+t.test('netsim: TSO (segments up to 64 KiB cut by the link) delivers exactly under loss, duplication and reordering', async (t) => {
+  for (const [loss, dup, jitter] of [
+    [0, 0, 0],
+    [0.01, 0.01, 2_000],
+    [0.05, 0.02, 10_000],
+  ] as const) {
+    for (const seed of [1, 2]) {
+      const r = run({ seed, cc: seed % 2, opts: true, loss, dup, jitterUs: jitter, bytes: MB, sndBuf: 256 * 1024, rcvBuf: 256 * 1024, gso: 65535 });
+      t.ok(r.ok, `loss ${loss} seed ${seed}: ${r.why} (sim ${(r.simUs / 1e6).toFixed(1)} s, ${r.segs} segments, ${r.retrans} retransmitted)`);
+      t.ok(r.tsoSegs > 0, `${r.tsoSegs} TSO segments`);
+    }
+  }
+});
 
 t.test('netsim: heavy loss (15%) and small buffers still deliver exactly', async (t) => {
   for (const seed of process.env.NETSIM_SEED ? [Number(process.env.NETSIM_SEED)] : [7, 8, 9]) {

@@ -36,6 +36,11 @@ export interface TcpIo {
   isn(t: Tcb): number;
   /** A random uint32 (timestamp offsets); deterministic in tests. */
   random32(): number;
+  /**
+   * TSO: the largest segment (TCP header + payload) the interface cuts into MSS-sized segments itself
+   * (StackConfig iface.gsoMaxBytes). 0 / absent: every segment is at most one MSS. Read on every output.
+   */
+  gsoMaxBytes?: number;
 }
 
 /** One segment to send (reused; valid only during io.emit). */
@@ -51,6 +56,11 @@ export class OutSeg {
   /** The 16-bit window field, already scaled. */
   window = 0;
   dataLen = 0;
+  /**
+   * TSO: dataLen is larger than one segment; the link cuts it into gsoSize-byte payloads (the effective
+   * MSS at the time), each with these headers. 0 = an ordinary segment.
+   */
+  gsoSize = 0;
   /** MSS option value, 0 = none. */
   mss = 0;
   /** Window scale option, -1 = none. */
@@ -64,7 +74,7 @@ export class OutSeg {
   readonly sackBlocks: number[] = [0, 0, 0, 0, 0, 0, 0, 0];
 
   clear(): void {
-    this.seq = this.ack = this.flags = this.window = this.dataLen = this.mss = 0;
+    this.seq = this.ack = this.flags = this.window = this.dataLen = this.mss = this.gsoSize = 0;
     this.wscale = -1;
     this.sackPermitted = this.tsPresent = false;
     this.tsVal = this.tsEcr = this.sackCount = 0;

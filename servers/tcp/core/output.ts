@@ -25,6 +25,14 @@
  *     for a window update, or for the persist timer (the override timer) when nothing is in flight.
  * The FIN needs one octet of the peer's window (as Linux: it then waits for a window update or persist
  * probe), never cwnd. PSH is set on the segment that empties the send queue.
+ *
+ * TSO (io.gsoMaxBytes > 0): one emitted segment may carry several full segments' worth of data (up to
+ * gsoMaxBytes with its header), which the link cuts into segments of one effective MSS (OutSeg.gsoSize).
+ * The rules above apply to the wire segments it stands for: a TSO segment is sent only for data that
+ * windows and cwnd allow, and it is a whole number of full segments unless it carries the end of the
+ * queued data (then only its last wire segment is short, exactly as if sent one by one: Nagle and SWS
+ * avoidance judge that tail). Retransmissions (RTO head, fast retransmit, NextSeg) and everything sent in
+ * SACK recovery stay one MSS each: recovery accounting (pipe, HighRxt) is per segment.
  */
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../wire/tcp.js';
 import { seqAdd, seqDiff, seqGt, seqInWindow, seqLt } from '../../wire/seq.js';
@@ -261,7 +269,7 @@ export function sendSyn(t: Tcb, cx: Cx): boolean {
  * its last octet. Updates SND.NXT / SND.MAX, arms the retransmission timer (RFC 6298 §5.1), times a
  * new segment for RTT when timestamps are off (Karn: any retransmission cancels the measurement).
  */
-export function sendRange(t: Tcb, cx: Cx, seq: number, len: number): boolean {
+export function sendRange(t: Tcb, cx: Cx, seq: number, len: number, gsoSize = 0): boolean {
   const now = cx.io.nowUs;
   const end = seqAdd(seq, len);
   const fin = t.appClosed !== 0 && seqInWindow(t.finSeq, seq, end);
@@ -271,6 +279,7 @@ export function sendRange(t: Tcb, cx: Cx, seq: number, len: number): boolean {
   if (dataLen > 0 && (fin || seqAdd(seq, dataLen) === dataEnd(t, cx))) flags |= TCP_PSH;
   fill(t, cx, seq, flags);
   cx.out.dataLen = dataLen;
+  if (gsoSize > 0 && dataLen > gsoSize) cx.out.gsoSize = gsoSize;
   const outstanding = t.sndMax !== t.sndUna;
   if (seqLt(seq, t.sndMax)) {
     // A retransmission (below SND.MAX).
@@ -317,8 +326,15 @@ export function output(t: Tcb, cx: Cx, force: boolean): void {
     t.lastSendUs = now;
   }
   const maxBefore = t.sndMax;
+  const gsoMax = cx.io.gsoMaxBytes ?? 0;
   for (let guard = 0; guard < 4096; guard++) {
     const segMax = mss - sackRoom(t) > 0 ? mss - sackRoom(t) : 1;
+    // TSO: the largest segment this iteration may emit (a whole number of segMax), see the header.
+    let burst = segMax;
+    if (gsoMax > 0 && t.inRecovery === 0) {
+      const room = gsoMax - 20 - (t.tsOk ? 12 : 0) - sackRoom(t);
+      if (room >= 2 * segMax) burst = Math.floor(room / segMax) * segMax;
+    }
     const wndRight = seqAdd(t.sndUna, t.sndWnd);
     let budget: number;
     if (t.inRecovery === 2) {
@@ -357,7 +373,7 @@ export function output(t: Tcb, cx: Cx, force: boolean): void {
     const wndAvail = seqDiff(wndRight, t.sndNxt);
     let len = avail > 0 ? avail : 0;
     let cut = 0; // 1: by the peer's window, 2: by cwnd
-    if (len > segMax) len = segMax;
+    if (len > burst) len = burst;
     if (len > wndAvail) {
       len = wndAvail > 0 ? wndAvail : 0;
       cut = 1;
@@ -366,6 +382,9 @@ export function output(t: Tcb, cx: Cx, force: boolean): void {
       len = budget > 0 ? budget : 0;
       cut = 2;
     }
+    // A TSO segment cut short (by a window, or below the queued data) ends on a full segment: its short
+    // tail would be a sub-MSS wire segment in the middle of the stream, which Nagle/SWS would not send.
+    if (len > segMax && len < avail) len -= len % segMax;
     const fin = t.appClosed !== 0 && seqAdd(t.sndNxt, len) === t.finSeq && wndAvail > len;
     if (len === 0 && !fin) {
       if (cut === 2) t.cwndLimited = 1;
@@ -381,7 +400,7 @@ export function output(t: Tcb, cx: Cx, force: boolean): void {
       }
       if (!t.noDelay && t.sndNxt !== t.sndUna) break; // Nagle, RFC 9293 §3.7.4
     }
-    const ok = sendRange(t, cx, t.sndNxt, fin ? len + 1 : len);
+    const ok = sendRange(t, cx, t.sndNxt, fin ? len + 1 : len, len > segMax ? segMax : 0);
     force = false;
     if (!ok) break;
   }

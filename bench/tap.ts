@@ -1,0 +1,162 @@
+/**
+ * `keepnet bench tap`: bulk TCP between keepnet and the Linux kernel over a TAP device, each way, with
+ * IFF_VNET_HDR offload (checksum offload, TSO/GRO: 64 KiB frames) off and on, side by side in one run.
+ *
+ *   keepnet->kernel  keepnet's net API writes 256 KiB chunks for --duration seconds to a node:net sink
+ *                    in the kernel's namespace; MB/s = bytes / (first to last byte) at the sink.
+ *   kernel->keepnet  a node:net source in the namespace writes for --duration seconds; keepnet's server
+ *                    counts; MB/s from its first to its last byte.
+ *
+ * One namespace per configuration (bench/tap-peer.ts: the kernel's address on the TAP), named with this
+ * process's PID and deleted afterwards. Root is needed. MB are 10^6 bytes. Data is not verified here
+ * (test/net/tap-offload.test.ts does that), and the kernel's peer neither hashes nor generates data
+ * (tap-bulk-peer.js raw): it would be the bottleneck; the byte counts of both ends must agree.
+ */
+import { fileURLToPath } from 'node:url';
+import { Stack } from '../kernel-shim/stack.js';
+import { KernelPeer, tapNamespace } from './tap-peer.js';
+
+export interface TapBenchRow {
+  direction: 'keepnet->kernel' | 'kernel->keepnet';
+  offload: boolean;
+  mbps: number;
+  bytes: number;
+  /** Driver counters of the run: GSO frames each way (0 without offload). */
+  rxGsoFrames: number;
+  txGsoFrames: number;
+}
+
+export interface TapBenchResult {
+  durationS: number;
+  placement: 'dedicated' | 'shared';
+  results: TapBenchRow[];
+  /** offload on / off, per direction, from this run. */
+  ratios: { 'keepnet->kernel': number | null; 'kernel->keepnet': number | null };
+}
+
+export interface TapBenchOptions {
+  duration: number;
+  placement: 'dedicated' | 'shared';
+  /** Which configurations (default both: off, then on). */
+  offloads?: boolean[];
+  onProgress?: (what: string) => void;
+}
+
+const CHUNK = 256 * 1024;
+const peerScript = fileURLToPath(new URL('./tap-bulk-peer.js', import.meta.url));
+
+export async function benchTap(o: TapBenchOptions): Promise<TapBenchResult> {
+  const results: TapBenchRow[] = [];
+  for (const offload of o.offloads ?? [false, true]) {
+    const ns = tapNamespace(`knb-${process.pid}-${offload ? 1 : 0}`, { subnet: 81 });
+    const stack = new Stack({
+      address: `${ns.stackAddr}/24`,
+      placement: o.placement,
+      link: { kind: 'tap', name: ns.tapName, netns: ns.name, offload },
+    });
+    try {
+      await stack.start();
+      ns.up();
+      const peer = new KernelPeer(ns.name, peerScript);
+      const before = driverCounts(stack);
+
+      o.onProgress?.(`keepnet->kernel, offload ${offload ? 'on' : 'off'}`);
+      const sink = peer.sink(5001, 1, true);
+      await sink.listening;
+      await new Promise<void>((resolve, reject) => {
+        const chunk = Buffer.alloc(CHUNK, 0x5a);
+        const sock = stack.net.connect(5001, ns.kernelAddr, () => {
+          const end = performance.now() + o.duration * 1000;
+          const pump = (): void => {
+            while (performance.now() < end) {
+              if (!sock.write(chunk)) {
+                sock.once('drain', pump);
+                return;
+              }
+            }
+            sock.end();
+          };
+          pump();
+        });
+        sock.on('error', reject);
+        sock.on('close', () => resolve());
+        sock.resume();
+      });
+      const tx = await sink.result;
+      const mid = driverCounts(stack);
+      results.push({
+        direction: 'keepnet->kernel',
+        offload,
+        bytes: tx.bytes,
+        mbps: tx.ms ? tx.bytes / 1e3 / tx.ms : 0,
+        rxGsoFrames: mid.rx - before.rx,
+        txGsoFrames: mid.tx - before.tx,
+      });
+
+      o.onProgress?.(`kernel->keepnet, offload ${offload ? 'on' : 'off'}`);
+      const got = new Promise<{ bytes: number; ms: number }>((resolve, reject) => {
+        const server = stack.net.createServer((s) => {
+          let bytes = 0;
+          let t0 = 0;
+          s.on('data', (d: Buffer) => {
+            if (bytes === 0) t0 = performance.now();
+            bytes += d.length;
+          });
+          s.on('end', () => {
+            const ms = performance.now() - t0;
+            s.end();
+            server.close();
+            resolve({ bytes, ms });
+          });
+          s.on('error', reject);
+        });
+        server.listen(5002);
+      });
+      const src = await peer.source(ns.stackAddr, 5002, Number.MAX_SAFE_INTEGER, o.duration, true).result;
+      const rx = await got;
+      if (src.bytes !== rx.bytes) throw new Error(`kernel sent ${src.bytes} bytes, keepnet received ${rx.bytes}`);
+      const after = driverCounts(stack);
+      results.push({
+        direction: 'kernel->keepnet',
+        offload,
+        bytes: rx.bytes,
+        mbps: rx.ms ? rx.bytes / 1e3 / rx.ms : 0,
+        rxGsoFrames: after.rx - mid.rx,
+        txGsoFrames: after.tx - mid.tx,
+      });
+    } finally {
+      await stack.close();
+      ns.destroy();
+    }
+  }
+  const ratio = (dir: TapBenchRow['direction']): number | null => {
+    const on = results.find((r) => r.direction === dir && r.offload);
+    const off = results.find((r) => r.direction === dir && !r.offload);
+    return on && off && off.mbps > 0 ? on.mbps / off.mbps : null;
+  };
+  return {
+    durationS: o.duration,
+    placement: o.placement,
+    results,
+    ratios: { 'keepnet->kernel': ratio('keepnet->kernel'), 'kernel->keepnet': ratio('kernel->keepnet') },
+  };
+}
+
+function driverCounts(stack: Stack): { rx: number; tx: number } {
+  const d = stack.stats().servers.driver.protocol;
+  return { rx: d['rxGsoFrames'] ?? 0, tx: d['txGsoFrames'] ?? 0 };
+}
+
+export function formatTapBench(r: TapBenchResult): string {
+  const lines = [`keepnet <-> Linux kernel over TAP, bulk TCP, ${r.durationS} s each, placement ${r.placement} (MB = 10^6 bytes)`, ''];
+  lines.push('direction          offload      MB/s   GSO frames rx/tx');
+  for (const x of r.results) {
+    lines.push(
+      `${x.direction.padEnd(18)} ${(x.offload ? 'on' : 'off').padEnd(8)} ${x.mbps.toFixed(1).padStart(9)}   ${x.rxGsoFrames}/${x.txGsoFrames}`,
+    );
+  }
+  lines.push('');
+  const f = (v: number | null): string => (v === null ? 'n/a' : `${v.toFixed(2)}x`);
+  lines.push(`offload on / off: keepnet->kernel ${f(r.ratios['keepnet->kernel'])}, kernel->keepnet ${f(r.ratios['kernel->keepnet'])}`);
+  return lines.join('\n');
+}

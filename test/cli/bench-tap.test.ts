@@ -1,0 +1,49 @@
+/**
+ * `keepnet bench tap --duration 0.5 --json` as a child process (root: it creates a namespace and a
+ * TAP; skipped otherwise): the JSON shape, a row per direction and offload setting with bytes moved,
+ * GSO frames only with offload on, and the ratios. No speed is asserted. Usage errors exit 2.
+ */
+import t from 'tap';
+import { runCli } from '../helpers/cli.js';
+import { canRunNetns, netnsUnavailableReason } from '../helpers/netns.js';
+
+t.test('keepnet bench tap: bad options fail with usage', async (t) => {
+  for (const [args, msg] of [
+    [['bench', 'tap', '--offload', 'maybe'], /--offload must be on, off or both/],
+    [['bench', 'tap', '--duration', '0'], /--duration must be a positive number/],
+    [['bench', 'tap', '--placement', 'nowhere'], /--placement must be dedicated or shared/],
+  ] as const) {
+    const r = await runCli([...args]);
+    t.equal(r.code, 2, `${args.join(' ')}: exit 2`);
+    t.match(r.stderr, msg);
+  }
+});
+
+t.test('keepnet bench tap --duration 0.5 --json', { skip: canRunNetns() ? false : `needs root and iproute2: ${netnsUnavailableReason()}` }, async (t) => {
+  const r = await runCli(['bench', 'tap', '--duration', '0.5', '--json']);
+  t.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+    durationS: number;
+    placement: string;
+    results: { direction: string; offload: boolean; mbps: number; bytes: number; rxGsoFrames: number; txGsoFrames: number }[];
+    ratios: Record<string, number | null>;
+  };
+  t.equal(j.durationS, 0.5);
+  t.equal(j.placement, 'shared');
+  t.same(
+    j.results.map((x) => [x.direction, x.offload]),
+    [
+      ['keepnet->kernel', false],
+      ['kernel->keepnet', false],
+      ['keepnet->kernel', true],
+      ['kernel->keepnet', true],
+    ],
+  );
+  for (const x of j.results) {
+    t.ok(x.bytes > 0 && Number.isFinite(x.mbps) && x.mbps > 0, `${x.direction} offload ${x.offload}: data moved`);
+    const gso = x.direction === 'keepnet->kernel' ? x.txGsoFrames : x.rxGsoFrames;
+    if (x.offload) t.ok(gso > 0, 'GSO frames with offload');
+    else t.equal(gso, 0, 'no GSO frames without offload');
+  }
+  t.ok(Number.isFinite(j.ratios['keepnet->kernel']) && Number.isFinite(j.ratios['kernel->keepnet']));
+});
