@@ -18,7 +18,7 @@
  */
 import * as nodeNet from 'node:net';
 import { Stack } from '../kernel-shim/stack.js';
-import { ShmWire } from '../servers/driver/shm-wire.js';
+import { createStackPair } from '../kernel-shim/stack-pair.js';
 
 export const NET_TESTS = ['bulk', 'rr', 'crr'] as const;
 export type NetTest = (typeof NET_TESTS)[number];
@@ -283,17 +283,8 @@ const RUN: Record<NetTest, typeof bulk> = { bulk, rr, crr };
 
 /** Two keepnet stacks joined by the shared-memory wire, with the given placement. */
 async function keepnetPair(placement: BenchPlacement, mtu: number, checksumOffload: boolean, tcpInstances = 1): Promise<[Stack, Stack]> {
-  const wire = ShmWire.create({ mtu, checksumOffload });
   const shards = tcpInstances > 1 ? { tcpInstances } : {};
-  const A = new Stack({ address: '10.95.0.1/24', link: { kind: 'shm', wire, side: 'a' }, placement, ...shards });
-  const B = new Stack({ address: '10.95.0.2/24', link: { kind: 'shm', wire, side: 'b' }, placement, ...shards });
-  const started = await Promise.allSettled([A.start(), B.start()]);
-  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) {
-    await Promise.allSettled([A.close(), B.close()]);
-    throw failed.reason;
-  }
-  return [A, B];
+  return createStackPair({ mtu, checksumOffload }, { address: '10.95.0.1/24', placement, ...shards }, { address: '10.95.0.2/24', placement, ...shards });
 }
 
 /** A net module whose servers listen on stack A and whose clients connect from stack B. */

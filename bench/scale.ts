@@ -19,7 +19,7 @@ import { readFileSync } from 'node:fs';
 import { C } from '../servers/runtime/control.js';
 import type * as nodeNet from 'node:net';
 import { Stack } from '../kernel-shim/stack.js';
-import { ShmWire } from '../servers/driver/shm-wire.js';
+import { createStackPair } from '../kernel-shim/stack-pair.js';
 
 export const SCALE_TESTS = ['bulk', 'rr'] as const;
 export type ScaleTest = (typeof SCALE_TESTS)[number];
@@ -75,17 +75,8 @@ const CHUNK = 256 * 1024;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function pair(instances: number, mtu: number): Promise<[Stack, Stack]> {
-  const wire = ShmWire.create({ mtu, checksumOffload: true });
   const opts = { placement: 'dedicated' as const, ...(instances > 1 ? { tcpInstances: instances } : {}) };
-  const A = new Stack({ address: '10.96.0.1/24', link: { kind: 'shm', wire, side: 'a' }, ...opts });
-  const B = new Stack({ address: '10.96.0.2/24', link: { kind: 'shm', wire, side: 'b' }, ...opts });
-  const started = await Promise.allSettled([A.start(), B.start()]);
-  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) {
-    await Promise.allSettled([A.close(), B.close()]);
-    throw failed.reason;
-  }
-  return [A, B];
+  return createStackPair({ mtu, checksumOffload: true }, { address: '10.96.0.1/24', ...opts }, { address: '10.96.0.2/24', ...opts });
 }
 
 function connect(B: Stack, port: number): Promise<nodeNet.Socket> {

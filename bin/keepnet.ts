@@ -12,6 +12,7 @@ import { faultsCommand, FAULTS_USAGE } from './commands/faults.js';
 import { demoCommand, DEMO_USAGE } from './commands/demo.js';
 import { tapCommand, TAP_USAGE } from './commands/tap.js';
 import { benchNetCommand, BENCH_NET_USAGE } from './commands/bench-net.js';
+import { benchProgress } from './commands/options.js';
 import { benchScaleCommand, BENCH_SCALE_USAGE } from './commands/bench-scale.js';
 import { benchTapCommand, BENCH_TAP_USAGE } from './commands/bench-tap.js';
 
@@ -77,14 +78,9 @@ async function main(argv: string[]): Promise<void> {
       const what = positionals[0] ?? 'rings';
       if (what !== 'rings') fail(`unknown benchmark '${what}'`);
       const scale = num(values.scale, 'scale', 1);
-      const tty = !values.json && process.stderr.isTTY;
-      const r = await benchRings({
-        scale,
-        onProgress: (name) => {
-          if (!values.json) process.stderr.write(tty ? `\r\x1b[K  measuring: ${name}` : `measuring: ${name}\n`);
-        },
-      });
-      if (tty) process.stderr.write('\r\x1b[K');
+      const progress = benchProgress(values.json);
+      const r = await benchRings({ scale, onProgress: progress.onProgress });
+      progress.done();
       process.stdout.write(values.json ? JSON.stringify(r) + '\n' : formatRingBench(r) + '\n');
       return;
     }

@@ -26,8 +26,8 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { Server, Socket } from 'node:net';
 import { Stack, type StackOptions } from './stack.js';
+import { createStackPair } from './stack-pair.js';
 import type { Socket as DgramSocket } from './dgram.js';
-import { ShmWire } from '../servers/driver/shm-wire.js';
 import { seededRandom } from '../servers/runtime/stats.js';
 import { httpHandler } from '../bin/services/tcp-services.js';
 
@@ -46,19 +46,11 @@ export interface DemoPair {
 }
 
 /** Two stacks on one shared-memory wire (MTU 1500), started; the pair is closed if either fails. */
-export async function createDemoPair(stack: StackOptions = {}): Promise<DemoPair> {
-  const wire = ShmWire.create({ mtu: 1500 });
-  const a = new Stack({ ...stack, address: `${DEMO_ADDR_A}/24`, link: { kind: 'shm', wire, side: 'a' } });
-  const b = new Stack({ ...stack, address: `${DEMO_ADDR_B}/24`, link: { kind: 'shm', wire, side: 'b' } });
-  const started = await Promise.allSettled([a.start(), b.start()]);
-  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+export async function createDemoPair(stack: Omit<StackOptions, 'link'> = {}): Promise<DemoPair> {
+  const [a, b] = await createStackPair({ mtu: 1500 }, { ...stack, address: `${DEMO_ADDR_A}/24` }, { ...stack, address: `${DEMO_ADDR_B}/24` });
   const close = async (): Promise<void> => {
     await Promise.allSettled([a.close(), b.close()]);
   };
-  if (failed) {
-    await close();
-    throw failed.reason;
-  }
   return { a, b, close };
 }
 

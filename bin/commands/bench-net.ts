@@ -4,62 +4,39 @@
  * in one run (bench/net.ts). On a terminal: progress on stderr and a table; --json: one object;
  * --svg FILE: bar charts of the comparison (d3-scale for the scales, like bin/demo/report.ts).
  */
-import { parseArgs } from 'node:util';
-import { MAX_TCP_INSTANCES } from '../../servers/runtime/topology.js';
 import { writeFile } from 'node:fs/promises';
 import { scaleBand, scaleLinear } from 'd3-scale';
+import { benchProgress, durationOption, mtuOption, parseOrFail, tcpInstancesOption, type Fail } from './options.js';
 import { benchNet, formatNetBench, NET_TESTS, PLACEMENTS, type NetBenchResult, type NetBenchRow, type NetTest, type BenchPlacement } from '../../bench/net.js';
 
 export const BENCH_NET_USAGE = `keepnet bench bulk|rr|crr|all [--duration S] [--placement dedicated|shared] [--mtu N] [--tcp-instances N] [--json] [--svg FILE]`;
 
-export async function benchNetCommand(what: string, args: string[], fail: (msg: string) => never): Promise<void> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        json: { type: 'boolean' },
-        svg: { type: 'string' },
-        duration: { type: 'string' },
-        placement: { type: 'string' },
-        mtu: { type: 'string' },
-        'tcp-instances': { type: 'string' },
-      },
-    });
-  } catch (e) {
-    fail((e as Error).message);
-  }
-  const { values } = parsed;
+export async function benchNetCommand(what: string, args: string[], fail: Fail): Promise<void> {
+  const { values } = parseOrFail(
+    args,
+    {
+      json: { type: 'boolean' },
+      svg: { type: 'string' },
+      duration: { type: 'string' },
+      placement: { type: 'string' },
+      mtu: { type: 'string' },
+      'tcp-instances': { type: 'string' },
+    },
+    fail,
+  );
   const tests: NetTest[] = what === 'all' || what === 'net' ? [...NET_TESTS] : [what as NetTest];
   if (!tests.every((t) => (NET_TESTS as readonly string[]).includes(t))) fail(`unknown benchmark '${what}'`);
-  const duration = values.duration === undefined ? 3 : Number(values.duration);
-  if (!Number.isFinite(duration) || duration <= 0) fail(`--duration must be a positive number, got '${values.duration}'`);
+  const duration = durationOption(values.duration, fail);
   let placements: BenchPlacement[] = [...PLACEMENTS];
   if (values.placement !== undefined) {
     placements = values.placement.split(',') as BenchPlacement[];
     if (!placements.every((p) => (PLACEMENTS as readonly string[]).includes(p))) fail(`--placement must be dedicated, shared or both, got '${values.placement}'`);
   }
-  const mtu = values.mtu === undefined ? 65535 : Number(values.mtu);
-  if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535) fail(`--mtu must be an integer in [576, 65535], got '${values.mtu}'`);
-
-  const tcpInstances = values['tcp-instances'] === undefined ? 1 : Number(values['tcp-instances']);
-  if (!Number.isInteger(tcpInstances) || tcpInstances < 1 || tcpInstances > MAX_TCP_INSTANCES) {
-    fail(`--tcp-instances must be an integer in [1, ${MAX_TCP_INSTANCES}], got '${values['tcp-instances']}'`);
-  }
-
-  const tty = !values.json && process.stderr.isTTY;
-  const r = await benchNet({
-    duration,
-    tests,
-    placements,
-    mtu,
-    tcpInstances,
-    onProgress: (name) => {
-      if (!values.json) process.stderr.write(tty ? `\r\x1b[K  measuring: ${name}` : `measuring: ${name}\n`);
-    },
-  });
-  if (tty) process.stderr.write('\r\x1b[K');
+  const mtu = mtuOption(values.mtu, fail, 65535);
+  const tcpInstances = tcpInstancesOption(values['tcp-instances'], fail);
+  const progress = benchProgress(values.json);
+  const r = await benchNet({ duration, tests, placements, mtu, tcpInstances, onProgress: progress.onProgress });
+  progress.done();
   if (values.svg) await writeFile(values.svg, netBenchSvg(r));
   process.stdout.write(values.json ? JSON.stringify(r) + '\n' : formatNetBench(r) + (values.svg ? `\nchart: ${values.svg}` : '') + '\n');
 }

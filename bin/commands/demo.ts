@@ -12,9 +12,9 @@
  *     udp: { sent, echoed, lost }, recoveryMs: { p50, p99, max }, failures }
  */
 import { parseArgs } from 'node:util';
-import { MAX_TCP_INSTANCES } from '../../servers/runtime/topology.js';
 import { FaultCampaign, type CampaignResult } from '../../kernel-shim/fault-campaign.js';
 import { formatBytes, LiveView } from '../demo/live-view.js';
+import { tcpInstancesOption } from './options.js';
 
 export const DEMO_USAGE = `keepnet demo [--duration S] [--both-stacks] [--tcp-instances N] [--plain] [--json]
   (on a terminal: a live view until q or Ctrl-C; otherwise one line per event for 20 s)`;
@@ -57,10 +57,7 @@ export async function demoCommand(args: string[], fail: (msg: string) => never):
     },
   }));
   const json = values.json === true;
-  const tcpInstances = Number(values['tcp-instances'] ?? '1');
-  if (!Number.isInteger(tcpInstances) || tcpInstances < 1 || tcpInstances > MAX_TCP_INSTANCES) {
-    fail(`--tcp-instances must be an integer in [1, ${MAX_TCP_INSTANCES}], got '${values['tcp-instances']}'`);
-  }
+  const tcpInstances = tcpInstancesOption(values['tcp-instances'], fail);
   const live = !json && !values.plain && process.stdout.isTTY === true && process.stdin.isTTY === true;
   let durationS: number | undefined;
   if (values.duration !== undefined) {

@@ -7,8 +7,9 @@ import { parseArgs } from 'node:util';
 import { FaultCampaign } from '../../kernel-shim/fault-campaign.js';
 import type { FaultKind } from '../../servers/runtime/supervisor.js';
 import type { ServerName } from '../../servers/runtime/topology.js';
-import { MAX_TCP_INSTANCES, type Placement } from '../../servers/runtime/topology.js';
+import type { Placement } from '../../servers/runtime/topology.js';
 import { writeReport } from '../demo/report.js';
+import { tcpInstancesOption } from './options.js';
 
 export const FAULTS_USAGE = `keepnet faults --count N [--servers driver,ip,tcp,udp] [--kinds crash,exit,hang,poison]
                [--placement dedicated|shared] [--tcp-instances N] [--in-flight K] [--back-to-back] [--both-stacks]
@@ -42,10 +43,7 @@ export async function faultsCommand(args: string[], fail: (msg: string) => never
   const kinds = values.kinds ? (values.kinds.split(',') as FaultKind[]) : undefined;
   const placement = (values.placement ?? 'dedicated') as Placement;
   if (placement !== 'dedicated' && placement !== 'shared') fail(`--placement must be dedicated or shared`);
-  const tcpInstances = Number(values['tcp-instances'] ?? '1');
-  if (!Number.isInteger(tcpInstances) || tcpInstances < 1 || tcpInstances > MAX_TCP_INSTANCES) {
-    fail(`--tcp-instances must be an integer in [1, ${MAX_TCP_INSTANCES}], got '${values['tcp-instances']}'`);
-  }
+  const tcpInstances = tcpInstancesOption(values['tcp-instances'], fail);
   const json = values.json === true;
   const inFlight = Number(values['in-flight'] ?? '4');
   if (!Number.isInteger(inFlight) || inFlight < 0) fail(`--in-flight must be a non-negative integer, got '${values['in-flight']}'`);

@@ -9,9 +9,9 @@
 import { parseArgs } from 'node:util';
 import { Stack } from '../../kernel-shim/stack.js';
 import type { Socket } from '../../kernel-shim/dgram.js';
-import { MAX_TCP_INSTANCES } from '../../servers/runtime/topology.js';
 import { startTcpService, type NetLike } from '../services/tcp-services.js';
 import type { Server } from 'node:net';
+import { tcpInstancesOption } from './options.js';
 
 export const TAP_USAGE = `keepnet tap --dev NAME [--netns NS] --address A.B.C.D/P [--gateway G] [--mtu N] [--pcap FILE]
             [--serve echo,discard,http] [--tcp-instances N] [--offload on|off] [--json]`;
@@ -74,10 +74,7 @@ export async function tapCommand(args: string[], fail: (msg: string) => never): 
   const serve = (values.serve ? values.serve.split(',') : []) as Service[];
   for (const s of serve) if (!(SERVICES as readonly string[]).includes(s)) fail(`unknown service '${s}' (services: ${SERVICES.join(', ')})`);
   const mtu = values.mtu === undefined ? undefined : Number(values.mtu);
-  const tcpInstances = values['tcp-instances'] === undefined ? 1 : Number(values['tcp-instances']);
-  if (!Number.isInteger(tcpInstances) || tcpInstances < 1 || tcpInstances > MAX_TCP_INSTANCES) {
-    fail(`--tcp-instances must be an integer in [1, ${MAX_TCP_INSTANCES}], got '${values['tcp-instances']}'`);
-  }
+  const tcpInstances = tcpInstancesOption(values['tcp-instances'], fail);
   if (values.offload !== undefined && values.offload !== 'on' && values.offload !== 'off') fail(`--offload must be on or off, got '${values.offload}'`);
   // Listen for the stop signals before the TAP is opened: a SIGTERM during start-up (the TAP exists,
   // the workers are still starting) must still end in a clean close and the report, not a kill.

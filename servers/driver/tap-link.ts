@@ -262,33 +262,41 @@ export class TapLink implements Link {
         this.lengths[n] = len;
         this.index[n++] = j;
       }
-      let sent: number;
-      try {
-        sent = n === 0 || area === null ? 0 : this.dev.writeBatch(area, this.offsets, this.lengths, n);
-      } catch (err) {
-        // The device is down or gone (EIO, ENETDOWN...): like a wire with nobody on it, the frames are
-        // dropped and counted; the driver carries on (bad conditions never crash a server).
-        const written = Number((err as { framesWritten?: number }).framesWritten ?? 0);
-        for (let k = 0; k < written; k++) {
-          this.stats.txFrames++;
-          this.stats.txBytes += this.lengths[k];
-        }
-        this.txDropped += n - written;
-        this.lastTxError = String((err as { code?: string }).code ?? err);
-        i = j;
-        continue;
-      }
-      for (let k = 0; k < sent; k++) {
-        this.stats.txFrames++;
-        this.stats.txBytes += this.lengths[k];
-      }
-      if (sent < n) {
-        this.stats.txBackpressure++;
-        return this.index[sent] - start;
-      }
+      const sent = this.writeGathered(area, n, 0);
+      if (sent < n) return this.index[sent] - start;
       i = j;
     }
     return frames.count - start;
+  }
+
+  /**
+   * Write the n gathered frames (offsets/lengths, each with `hdr` bytes of virtio_net_hdr in front) and
+   * count them. Returns n when all were written or dropped, else how many the device took before it was
+   * full (the caller offers the rest again later).
+   */
+  private writeGathered(area: Uint8Array | null, n: number, hdr: number): number {
+    let sent: number;
+    try {
+      sent = n === 0 || area === null ? 0 : this.dev.writeBatch(area, this.offsets, this.lengths, n);
+    } catch (err) {
+      // The device is down or gone (EIO, ENETDOWN...): like a wire with nobody on it, the frames are
+      // dropped and counted; the driver carries on (bad conditions never crash a server).
+      const written = Number((err as { framesWritten?: number }).framesWritten ?? 0);
+      this.countSent(written, hdr);
+      this.txDropped += n - written;
+      this.lastTxError = String((err as { code?: string }).code ?? err);
+      return n;
+    }
+    this.countSent(sent, hdr);
+    if (sent < n) this.stats.txBackpressure++;
+    return sent;
+  }
+
+  private countSent(k: number, hdr: number): void {
+    for (let i = 0; i < k; i++) {
+      this.stats.txFrames++;
+      this.stats.txBytes += this.lengths[i] - hdr;
+    }
   }
 
   /** Transmit with a virtio_net_hdr in front of each frame (see the header). */
@@ -334,28 +342,8 @@ export class TapLink implements Link {
           break;
         }
       }
-      let sent: number;
-      try {
-        sent = n === 0 || area === null ? 0 : this.dev.writeBatch(area, this.offsets, this.lengths, n);
-      } catch (err) {
-        const written = Number((err as { framesWritten?: number }).framesWritten ?? 0);
-        for (let k = 0; k < written; k++) {
-          this.stats.txFrames++;
-          this.stats.txBytes += this.lengths[k] - h;
-        }
-        this.txDropped += n - written;
-        this.lastTxError = String((err as { code?: string }).code ?? err);
-        i = j;
-        continue;
-      }
-      for (let k = 0; k < sent; k++) {
-        this.stats.txFrames++;
-        this.stats.txBytes += this.lengths[k] - h;
-      }
-      if (sent < n) {
-        this.stats.txBackpressure++;
-        return this.index[sent] - start;
-      }
+      const sent = this.writeGathered(area, n, h);
+      if (sent < n) return this.index[sent] - start;
       i = j;
     }
     return frames.count - start;

@@ -349,7 +349,7 @@ if (reason) {
     const e = await inK(['node', TCP_PEER, 'echo', STACK_ADDR, '7', String(256 << 10), '2'], 60_000);
     t.equal(JSON.parse(e.stdout.trim().split('\n').pop() || '{}').ok, true, 'TCP echo still byte-exact', { stderr: e.stderr });
     const g = await inK(['node', TCP_PEER, 'get', `http://${STACK_ADDR}/bytes/100000`, '2', '4'], 60_000);
-    t.match(JSON.parse(g.stdout.trim().split('\n').pop() || '{}'), { ok: 4, bad: 0 }, 'http still verified');
+    t.match(JSON.parse(g.stdout.trim().split('\n').pop() || '{}'), { ok: 4, bad: 0 }, 'http still verified', { stdout: g.stdout, stderr: g.stderr });
     tcpAccepted += 3;
   });
 

@@ -8,22 +8,13 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
 import { Stack, type StackOptions } from '../../kernel-shim/stack.js';
-import { ShmWire } from '../../servers/driver/shm-wire.js';
+import { createStackPair } from '../../kernel-shim/stack-pair.js';
 
 const ADDR_A = '10.94.0.1';
 const ADDR_B = '10.94.0.2';
 
 async function pair(opts: Partial<StackOptions> = {}): Promise<[Stack, Stack]> {
-  const wire = ShmWire.create({ mtu: 1500 });
-  const A = new Stack({ address: `${ADDR_A}/24`, link: { kind: 'shm', wire, side: 'a' }, tcpInstances: 2, ...opts });
-  const B = new Stack({ address: `${ADDR_B}/24`, link: { kind: 'shm', wire, side: 'b' }, tcpInstances: 2, ...opts });
-  const started = await Promise.allSettled([A.start(), B.start()]);
-  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) {
-    await Promise.allSettled([A.close(), B.close()]);
-    throw failed.reason;
-  }
-  return [A, B];
+  return createStackPair({ mtu: 1500 }, { address: `${ADDR_A}/24`, tcpInstances: 2, ...opts }, { address: `${ADDR_B}/24`, tcpInstances: 2, ...opts });
 }
 
 function body(n: number, seed: number): Buffer {

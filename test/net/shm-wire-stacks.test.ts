@@ -9,23 +9,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Stack, type StackOptions } from '../../kernel-shim/stack.js';
-import { ShmWire, type ShmWireOptions } from '../../servers/driver/shm-wire.js';
+import { createStackPair } from '../../kernel-shim/stack-pair.js';
+import type { ShmWireOptions } from '../../servers/driver/shm-wire.js';
 import { PcapReader } from '../../servers/driver/pcap.js';
 import { SERVER_NAMES } from '../../servers/runtime/topology.js';
 import { mulberry32, randInt } from '../helpers/prng.js';
 
 async function pair(wireOpts: ShmWireOptions, a: Partial<StackOptions> = {}, b: Partial<StackOptions> = {}): Promise<[Stack, Stack]> {
-  const wire = ShmWire.create(wireOpts);
-  const A = new Stack({ address: '10.90.0.1/24', link: { kind: 'shm', wire, side: 'a' }, ...a });
-  const B = new Stack({ address: '10.90.0.2/24', link: { kind: 'shm', wire, side: 'b' }, ...b });
-  const started = await Promise.allSettled([A.start(), B.start()]);
-  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) {
-    // Never leave a started stack's threads behind: they would keep the test process alive.
-    await Promise.allSettled([A.close(), B.close()]);
-    throw failed.reason;
-  }
-  return [A, B];
+  return createStackPair(wireOpts, { address: '10.90.0.1/24', ...a }, { address: '10.90.0.2/24', ...b });
 }
 
 /** An echo server on `s`, port 7. */

@@ -9,21 +9,13 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import { Stack, type StackOptions } from '../../kernel-shim/stack.js';
-import { ShmWire } from '../../servers/driver/shm-wire.js';
+import { createStackPair } from '../../kernel-shim/stack-pair.js';
 import { startTcpService, type NetLike } from '../../bin/services/tcp-services.js';
 
 const MB = 1 << 20;
 
 async function pair(a: Partial<StackOptions> = {}, b: Partial<StackOptions> = {}): Promise<[Stack, Stack]> {
-  const wire = ShmWire.create({ mtu: 1500 });
-  const A = new Stack({ address: '10.91.0.1/24', link: { kind: 'shm', wire, side: 'a' }, ...a });
-  const B = new Stack({ address: '10.91.0.2/24', link: { kind: 'shm', wire, side: 'b' }, ...b });
-  const started = await Promise.allSettled([A.start(), B.start()]);
-  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) {
-    await Promise.allSettled([A.close(), B.close()]);
-    throw failed.reason;
-  }
+  const [A, B] = await createStackPair({ mtu: 1500 }, { address: '10.91.0.1/24', ...a }, { address: '10.91.0.2/24', ...b });
   await startTcpService(A.net as unknown as NetLike, 'http');
   await startTcpService(A.net as unknown as NetLike, 'echo');
   return [A, B];

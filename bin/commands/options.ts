@@ -1,0 +1,62 @@
+/**
+ * What every command's options have in common: parsing with node:util's parseArgs (an unknown option
+ * is a usage error, not a stack trace), the checks of the options several commands share, and the
+ * progress line of the benchmarks. A failed check calls `fail` (usage and exit 2, bin/keepnet.ts).
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+/** What parseArgs returns for these options (positionals allowed). */
+export type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: O }>>;
+import { MAX_TCP_INSTANCES } from '../../servers/runtime/topology.js';
+
+export type Fail = (msg: string) => never;
+
+/** parseArgs with positionals allowed; its errors (unknown option, missing value) go to `fail`. */
+export function parseOrFail<O extends Options>(args: string[], options: O, fail: Fail): Parsed<O> {
+  try {
+    return parseArgs({ args, allowPositionals: true, options });
+  } catch (e) {
+    return fail((e as Error).message);
+  }
+}
+
+/** A positive number of seconds (default `dflt`). */
+export function durationOption(v: string | undefined, fail: Fail, dflt = 3): number {
+  if (v === undefined) return dflt;
+  const x = Number(v);
+  if (!Number.isFinite(x) || x <= 0) fail(`--duration must be a positive number, got '${v}'`);
+  return x;
+}
+
+/** An MTU in [576, 65535] (default `dflt`). */
+export function mtuOption(v: string | undefined, fail: Fail, dflt: number): number {
+  if (v === undefined) return dflt;
+  const x = Number(v);
+  if (!Number.isInteger(x) || x < 576 || x > 65535) fail(`--mtu must be an integer in [576, 65535], got '${v}'`);
+  return x;
+}
+
+/** The number of flow-sharded tcp instances, 1..MAX_TCP_INSTANCES (default 1). */
+export function tcpInstancesOption(v: string | undefined, fail: Fail): number {
+  if (v === undefined) return 1;
+  const x = Number(v);
+  if (!Number.isInteger(x) || x < 1 || x > MAX_TCP_INSTANCES) fail(`--tcp-instances must be an integer in [1, ${MAX_TCP_INSTANCES}], got '${v}'`);
+  return x;
+}
+
+/**
+ * The benchmarks' progress on stderr: one rewritten line on a terminal, a line per step otherwise,
+ * nothing with --json. `done()` clears the terminal line before the result is printed.
+ */
+export function benchProgress(json: boolean | undefined): { onProgress: (name: string) => void; done: () => void } {
+  const tty = !json && process.stderr.isTTY;
+  return {
+    onProgress: (name) => {
+      if (!json) process.stderr.write(tty ? `\r\x1b[K  measuring: ${name}` : `measuring: ${name}\n`);
+    },
+    done: () => {
+      if (tty) process.stderr.write('\r\x1b[K');
+    },
+  };
+}
