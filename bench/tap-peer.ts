@@ -6,6 +6,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { removeStaleNamespaces } from './stale-netns.js';
 
 export interface TapNamespace {
   readonly name: string;
@@ -22,39 +23,12 @@ function ip(args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
 }
 
-/** Namespaces named PREFIX-PID-... by a process that is gone (killed before its cleanup ran). */
-function removeStale(): void {
-  let list = '';
-  try {
-    list = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', timeout: 10_000 });
-  } catch {
-    return;
-  }
-  for (const line of list.split('\n')) {
-    const m = /^((?:kto|knb)-(\d+)-\S*)/.exec(line);
-    if (!m) continue;
-    const pid = Number(m[2]);
-    let alive = true;
-    try {
-      process.kill(pid, 0);
-    } catch (e) {
-      alive = (e as NodeJS.ErrnoException).code === 'EPERM';
-    }
-    if (alive) continue;
-    try {
-      ip(['netns', 'del', m[1]!]);
-    } catch {
-      /* raced with another cleanup */
-    }
-  }
-}
-
 /**
  * A namespace for one TAP configuration. Name it PREFIX-PID-... with PREFIX kto (tests) or knb (bench):
  * namespaces of that form left by a dead process are removed here first.
  */
 export function tapNamespace(name: string, opts: { subnet?: number; mtu?: number } = {}): TapNamespace {
-  removeStale();
+  removeStaleNamespaces(['kto', 'knb']);
   const subnet = opts.subnet ?? 79;
   const tapName = 'kto0';
   try {

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { netnsUnavailableReason, which } from '../helpers/netns.js';
 import { rawInjectArgv } from '../helpers/raw-inject.js';
+import { removeStaleNamespaces } from '../../bench/stale-netns.js';
 
 const CLI = fileURLToPath(new URL('../../bin/keepnet.js', import.meta.url));
 const CLIENT = fileURLToPath(new URL('../helpers/udp-echo-client.js', import.meta.url));
@@ -171,34 +172,6 @@ function cleanupSync(): void {
   rmSync(PCAP, { force: true });
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Removes kncli-PID namespaces of runs that no longer exist (killed before their teardown). */
-function removeStaleNamespaces(): void {
-  let list = '';
-  try {
-    list = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', timeout: 10_000 });
-  } catch {
-    return;
-  }
-  for (const line of list.split('\n')) {
-    const m = /^kncli-(\d+)(\s|$)/.exec(line.trim());
-    if (!m || Number(m[1]) === PID || pidAlive(Number(m[1]))) continue;
-    try {
-      execFileSync('ip', ['netns', 'del', `kncli-${m[1]}`], { stdio: 'ignore', timeout: 10_000 });
-    } catch {
-      /* someone else removed it */
-    }
-  }
-}
-
 function installCleanupHooks(): void {
   process.on('exit', cleanupSync);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
@@ -250,7 +223,7 @@ if (reason) {
   if (process.env['CI']) t.fail(`keepnet tap against the kernel cannot run in CI: ${reason}`);
   else t.test('keepnet tap against the kernel', { skip: `needs root and a network namespace: ${reason}` }, () => {});
 } else {
-  removeStaleNamespaces();
+  removeStaleNamespaces(['kncli']);
   installCleanupHooks();
   let cli: Proc | undefined;
   let echo: { sent: number; ok: number; retries: number; mismatched: number } | undefined;

@@ -17,6 +17,7 @@ import { execFileSync, spawn as spawnChild, type ChildProcess } from 'node:child
 import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { TapDevice, netnsPath, tapAddonAvailable, addonCandidates } from '../../servers/driver/tap-device.js';
+import { removeStaleNamespaces } from '../../bench/stale-netns.js';
 
 const CMD_TIMEOUT_MS = 10_000;
 const NS_PREFIX_K = 'knk-';
@@ -176,34 +177,9 @@ function tryRun(cmd: string, args: readonly string[]): boolean {
   }
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Deletes namespaces knk-PID-* / knw-PID-* left by processes that no longer exist. Best effort. */
+/** Deletes namespaces knk-PID-* / knw-PID-* / knp-PID-* left by processes that no longer exist. Best effort. */
 export function cleanupStaleNamespaces(): string[] {
-  let list: string;
-  try {
-    list = run('ip', ['netns', 'list']);
-  } catch {
-    return [];
-  }
-  const removed: string[] = [];
-  for (const line of list.split('\n')) {
-    const name = line.trim().split(/\s+/)[0];
-    if (!name) continue;
-    const m = /^kn[kwp]-(\d+)-?/.exec(name);
-    if (!m) continue;
-    const pid = Number(m[1]);
-    if (pid === process.pid || pidAlive(pid)) continue;
-    if (tryRun('ip', ['netns', 'del', name])) removed.push(name);
-  }
-  return removed;
+  return removeStaleNamespaces(['knk', 'knw', 'knp']);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,3 +14,16 @@ export function mulberry32(seed: number): () => number {
 export function randInt(rand: () => number, lo: number, hi: number): number {
   return lo + Math.floor(rand() * (hi - lo + 1));
 }
+
+/** n bytes of a xorshift32 stream from `seed`: test payloads that any loss, duplication or shift breaks. */
+export function seededBytes(n: number, seed: number): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  let x = seed | 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x;
+  }
+  return b;
+}

@@ -9,24 +9,13 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import { Stack, type StackOptions } from '../../kernel-shim/stack.js';
 import { createStackPair } from '../../kernel-shim/stack-pair.js';
+import { seededBytes } from '../helpers/prng.js';
 
 const ADDR_A = '10.94.0.1';
 const ADDR_B = '10.94.0.2';
 
 async function pair(opts: Partial<StackOptions> = {}): Promise<[Stack, Stack]> {
   return createStackPair({ mtu: 1500 }, { address: `${ADDR_A}/24`, tcpInstances: 2, ...opts }, { address: `${ADDR_B}/24`, tcpInstances: 2, ...opts });
-}
-
-function body(n: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  let x = seed | 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x;
-  }
-  return b;
 }
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -75,7 +64,7 @@ t.test('two tcp instances per stack: connections both ways over both, listeners 
     const jobs: Promise<void>[] = [];
     for (let i = 0; i < 16; i++) {
       for (const [client, host] of [[B, ADDR_A], [A, ADDR_B]] as const) {
-        const data = body(32 * 1024 + i * 997, 100 + i);
+        const data = seededBytes(32 * 1024 + i * 997, 100 + i);
         jobs.push(echo(client, host, 7000, data).then((got) => void t.equal(got, sha(data), `connection ${i}`)));
       }
     }
@@ -94,7 +83,7 @@ t.test('two tcp instances per stack: connections both ways over both, listeners 
     const codes = await Promise.all(Array.from({ length: 12 }, () => refused(B, ADDR_A, 7000)));
     t.same([...new Set(codes)], ['ECONNREFUSED'], 'refused on both instances after close');
     // An explicit local port goes to the instance its tuple hashes to, and connects.
-    const data = body(5000, 3);
+    const data = seededBytes(5000, 3);
     const got = await new Promise<string>((resolve, reject) => {
       const h = createHash('sha256');
       const c = A.net.connect({ port: 7000, host: ADDR_B, localPort: 40001 }, () => c.end(data));
@@ -120,7 +109,7 @@ t.test('one instance crashed and exited mid-transfer: connections on both instan
     const transfers: Promise<string>[] = [];
     while (payloads.length < 8 || ((accepted(A, 'tcp') < 2 || accepted(A, 'tcp1') < 2) && payloads.length < 40)) {
       const i = payloads.length;
-      payloads.push(body(2 * MB + i * 4099, 500 + i));
+      payloads.push(seededBytes(2 * MB + i * 4099, 500 + i));
       transfers.push(echo(B, ADDR_A, 7000, payloads[i]));
       while (accepted(A, 'tcp') + accepted(A, 'tcp1') < payloads.length) await new Promise((r) => setTimeout(r, 5));
     }
@@ -153,7 +142,7 @@ t.test('one instance crashed and exited mid-transfer: connections on both instan
     const got: string[] = [];
     // Batches of 12 until both instances took some (one batch but once in 2,000 runs).
     while (more.length < 48 && (more.length === 0 || accepted(A, 'tcp1') === before[1] || accepted(A, 'tcp') === before[0])) {
-      const batch = Array.from({ length: 12 }, (_, i) => body(1000 + more.length + i, 900 + more.length + i));
+      const batch = Array.from({ length: 12 }, (_, i) => seededBytes(1000 + more.length + i, 900 + more.length + i));
       more.push(...batch);
       got.push(...(await Promise.all(batch.map((p) => echo(B, ADDR_A, 7000, p)))));
     }
@@ -184,7 +173,7 @@ t.test('within one stack (loopback and its own address), connections over both i
     const jobs: Promise<string>[] = [];
     const datas: Buffer[] = [];
     for (let i = 0; i < 16; i++) {
-      const data = body(20000 + i, 700 + i);
+      const data = seededBytes(20000 + i, 700 + i);
       datas.push(data);
       jobs.push(echo(A, i % 2 === 0 ? '127.0.0.1' : ADDR_A, 7100, data));
     }

@@ -11,6 +11,7 @@ import type { Socket } from 'node:net';
 import { Stack, type StackOptions } from '../../kernel-shim/stack.js';
 import { createStackPair } from '../../kernel-shim/stack-pair.js';
 import { startTcpService, type NetLike } from '../../bin/services/tcp-services.js';
+import { seededBytes } from '../helpers/prng.js';
 
 const MB = 1 << 20;
 
@@ -57,24 +58,12 @@ function post(client: Stack, body: Buffer): Promise<string> {
   });
 }
 
-function body(n: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  let x = seed | 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x;
-  }
-  return b;
-}
-
 t.test('node:http over keepnet on both ends: download and upload byte-exact', async (t) => {
   const [A, B] = await pair();
   try {
     const r = await get(B, `/bytes/${8 * MB}`);
     t.same(r, { ok: true, bytes: 8 * MB, status: 200 });
-    const up = body(4 * MB, 5);
+    const up = seededBytes(4 * MB, 5);
     t.equal(await post(B, up), createHash('sha256').update(up).digest('hex'));
     const many = await Promise.all(Array.from({ length: 20 }, () => get(B, '/bytes/100000')));
     t.ok(many.every((m) => m.ok && m.bytes === 100000), '20 concurrent requests');
@@ -89,7 +78,7 @@ t.test('through loss, duplication, reordering and corruption (driver fault layer
   try {
     const r = await get(B, `/bytes/${MB}`);
     t.same(r, { ok: true, bytes: MB, status: 200 });
-    const up = body(MB, 9);
+    const up = seededBytes(MB, 9);
     t.equal(await post(B, up), createHash('sha256').update(up).digest('hex'));
   } finally {
     await Promise.all([A.close(), B.close()]);
@@ -100,7 +89,7 @@ t.test('tcp servers of both stacks killed mid-transfer: byte-exact, no error', a
   const [A, B] = await pair();
   try {
     const down = get(B, `/bytes/${24 * MB}`);
-    const up = body(8 * MB, 3);
+    const up = seededBytes(8 * MB, 3);
     const upDone = post(B, up);
     for (let i = 0; i < 8; i++) {
       await new Promise((r) => setTimeout(r, 60));
