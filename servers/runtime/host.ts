@@ -150,7 +150,11 @@ export default function hostTask(task: HostTask): HostResult {
  * compiled the whole start-up and loop path before this standby is activated: a standby's first
  * activation then costs a wake-up and ring attachment, not lazy compilation. Nothing shared is touched.
  */
+/** Set while a standby rehearses (no profile of a rehearsal is written). */
+let rehearsing = false;
+
 function rehearse(hosts: ServerName[][], host: number): void {
+  rehearsing = true;
   try {
     const mem = new StackMemory(createStackMemory({ placement: hosts, tcpInstances: hosts.flat().filter((n) => n.startsWith('tcp')).length, ringCapacity: 1024, poolBuffers: 8, poolBufferSize: 256, bigBuffers: 2, bigBufferSize: 4096, tcp: { maxConnections: 2, bufferBytes: 4096 } }));
     mem.control(host).set(C.STOP, 1);
@@ -158,6 +162,7 @@ function rehearse(hosts: ServerName[][], host: number): void {
   } catch {
     // Best effort: a standby that could not rehearse is merely slower on its first activation.
   }
+  rehearsing = false;
   control = undefined;
 }
 
@@ -271,7 +276,11 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
     for (;;) {
       if (prof !== null && prof.due()) prof.stop();
       Atomics.add(cb.i32, C.BEAT, 1);
-      if (Atomics.load(cb.i32, C.STOP) !== 0) break;
+      if (Atomics.load(cb.i32, C.STOP) !== 0) {
+        // A run shorter than KEEPNET_CPU_PROF_MS still leaves its profile (a stack closed cleanly).
+        prof?.stop();
+        break;
+      }
       const fault = Atomics.load(cb.i32, C.INJECT);
       if (fault !== FAULT.NONE) injectFault(cb, fault);
 
@@ -381,12 +390,13 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
 /**
  * Development aid: with KEEPNET_CPU_PROF=DIR, the host loop of a serving incarnation profiles itself
  * (node:inspector, same thread: the calls complete synchronously) for KEEPNET_CPU_PROF_MS (default
- * 10000) and writes DIR/host-<servers>-<thread>.cpuprofile. (node --cpu-prof does not get a profile out
- * of a worker that is terminated, which is how hosts end.)
+ * 10000), or until the stack stops it if that comes first, and writes
+ * DIR/host-<servers>-<thread>.cpuprofile. (node --cpu-prof gets no profile out of a worker that is
+ * terminated, which is how a host ends when its stop does not come in time.)
  */
 function startProfile(names: ServerName[]): { due(): boolean; stop(): void } | null {
   const dir = process.env['KEEPNET_CPU_PROF'];
-  if (!dir || isMainThread) return null;
+  if (!dir || isMainThread || rehearsing) return null;
   const session = new inspector.Session();
   session.connect();
   session.post('Profiler.enable');
@@ -397,6 +407,7 @@ function startProfile(names: ServerName[]): { due(): boolean; stop(): void } | n
   return {
     due: () => !done && (++k & 1023) === 0 && Date.now() >= until,
     stop: () => {
+      if (done) return;
       done = true;
       session.post('Profiler.stop', (err, r) => {
         try {
