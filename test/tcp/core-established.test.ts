@@ -89,6 +89,28 @@ t.test('receive: delayed ACK after 40 ms, immediate ACK every second full segmen
   t.same([...h.read(c)], [...pattern(3000)]);
 });
 
+t.test('receive with ackAtBatchEnd: a burst of full segments gets one ACK, when the batch is done', async (t) => {
+  const { h, t: c } = established();
+  h.ackAtBatchEnd = true;
+  for (let i = 0; i < 6; i++) feed(h, c, { seq: P + i * 1000, ack: S, flags: TCP_ACK, data: pattern(1000, i * 1000) });
+  t.equal(h.take().length, 0, 'no ACK while the batch is being handled');
+  t.equal(c.tDelack, h.nowUs, 'the ACK is due now');
+  t.equal(core.nextDeadline(c), h.nowUs, 'so the shell fires it at the end of the pass');
+  h.advance(0, c);
+  const acks = h.take();
+  t.same(acks.map((a) => [flagsOf(a), a.ack]), [['.', P + 6000]], 'one ACK for all six segments');
+  t.equal(c.tDelack, Infinity);
+  // What is still acknowledged at once: a segment out of order (a duplicate ACK with SACK).
+  feed(h, c, { seq: P + 7000, ack: S, flags: TCP_ACK, data: pattern(1000, 7000) });
+  const [dup] = h.take();
+  t.same([flagsOf(dup), dup.ack], ['.', P + 6000], 'out of order: duplicate ACK at once');
+  // ...and the segment that fills the gap.
+  feed(h, c, { seq: P + 6000, ack: S, flags: TCP_ACK, data: pattern(1000, 6000) });
+  const [fill] = h.take();
+  t.equal(fill.ack, P + 8000, 'gap filled: ACK at once');
+  t.same([...h.read(c)], [...pattern(8000)]);
+});
+
 t.test('receive: data piggybacks the ACK', async (t) => {
   const { h, t: c } = established();
   feed(h, c, { seq: P, ack: S, flags: TCP_ACK, data: [1] });

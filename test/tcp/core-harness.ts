@@ -88,6 +88,8 @@ export class Host implements TcpIo {
   emitFails = false;
   /** TSO: the interface's gsoMaxBytes (0: off). */
   gsoMaxBytes = 0;
+  /** io.ackAtBatchEnd (the tcp server's setting; off here unless a test turns it on). */
+  ackAtBatchEnd = false;
   /** Hook called for every emitted segment (netsim). */
   onEmit: ((t: Tcb, s: OutSeg, payload: Uint8Array) => void) | null = null;
 

@@ -451,8 +451,10 @@ function receiveData(t: Tcb, data: Uint8Array, off: number, dSeq: number, dLen: 
       // RFC 5681 §4.2 / RFC 1122 §4.2.3.2: delay the ACK, but ACK at least every second full segment.
       t.rcvUnacked += dLen;
       if (dLen < t.rcvSegMax) t.rcvPushed = 1;
-      if (t.rcvUnacked >= 2 * t.rcvSegMax) t.ackNow = 1;
-      else if (t.tDelack === TIMER_OFF) t.tDelack = io.nowUs + DELACK_US;
+      if (t.rcvUnacked >= 2 * t.rcvSegMax) {
+        if (io.ackAtBatchEnd) t.tDelack = io.nowUs;
+        else t.ackNow = 1;
+      } else if (t.tDelack === TIMER_OFF) t.tDelack = io.nowUs + DELACK_US;
     }
     if (t.rcvFinPending && t.rcvFinSeq === t.rcvNxt) processFin(t, cx);
   } else {

@@ -41,6 +41,13 @@ export interface TcpIo {
    * (StackConfig iface.gsoMaxBytes). 0 / absent: every segment is at most one MSS. Read on every output.
    */
   gsoMaxBytes?: number;
+  /**
+   * ACK at the end of the batch: the ACK owed for every second full segment of in-order data (RFC 5681
+   * §4.2) is not sent at once but made due now (tDelack = nowUs); the shell fires it once the records
+   * it is handling in this pass are done, so one ACK covers every segment of a burst (as Linux does
+   * with GRO). Gaps, out-of-order data and FINs are still acknowledged at once. Absent: at once.
+   */
+  ackAtBatchEnd?: boolean;
 }
 
 /** One segment to send (reused; valid only during io.emit). */
