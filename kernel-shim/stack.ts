@@ -13,7 +13,7 @@ import type { Pools } from '../shared-rings/pools.js';
 import type { StackConfig } from '../servers/runtime/stack-memory.js';
 import type { ShimHost } from './shim-host.js';
 import { resolveNetwork, type NetworkOptions } from './stack-config.js';
-import type { TapDevice } from '../servers/driver/tap-device.js';
+import { TUN_F, type TapDevice } from '../servers/driver/tap-device.js';
 import { protocolCounters } from '../servers/registry.js';
 import { TCP_MSG } from '../servers/tcp/api.js';
 import { ShardedTcpChannel } from './tcp-sharded-channel.js';
@@ -342,6 +342,8 @@ export class Stack extends EventEmitter implements ShimHost {
         (typeof servers)[ServerName] & { protocol: Record<string, number> }
       >,
       poisonDropped: this.supervisor.poisonDropped,
+      // A TAP this stack opened: what the kernel granted (why offload is off, when it is).
+      ...(this.tap ? { tap: tapReport(this.tap) } : {}),
       pool: this.memory.pools.stats(),
       probes: { ...this.probeStats, inFlight: this.pending.size },
       ...this.supervisor.latencies(),
@@ -363,6 +365,14 @@ export class Stack extends EventEmitter implements ShimHost {
     await this.supervisor.stop();
     this.tap?.close();
   }
+}
+
+/** stats().tap: the device's name, header size, the offloads granted and why any were refused. */
+function tapReport(tap: TapDevice): { name: string; vnetHdrSize: number; offload: string[]; offloadError: string | null } {
+  const offload = Object.entries(TUN_F)
+    .filter(([, bit]) => (tap.offload & bit) !== 0)
+    .map(([name]) => name.toLowerCase());
+  return { name: tap.name, vnetHdrSize: tap.vnetHdrSize, offload, offloadError: tap.offloadError ?? null };
 }
 
 /** Create and start a stack. */

@@ -107,6 +107,12 @@ if (!canRunNetns()) {
         t.equal(u.mismatched, 0, 'byte-exact');
 
         const d = stack.stats().servers.driver.protocol;
+        const tap = stack.stats().tap;
+        if (offload) {
+          t.match(tap, { vnetHdrSize: 12, offload: ['csum', 'tso4'], offloadError: null }, 'stats().tap: what the kernel granted');
+        } else {
+          t.match(tap, { vnetHdrSize: 0, offload: [] }, 'stats().tap: plain frames');
+        }
         if (offload) {
           t.ok((d['rxGsoFrames'] ?? 0) > 0, `GSO frames from the kernel (${d['rxGsoFrames']})`);
           t.ok((d['txGsoFrames'] ?? 0) > 0, `TSO frames to the kernel (${d['txGsoFrames']})`);
