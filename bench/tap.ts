@@ -84,14 +84,7 @@ export async function benchTap(o: TapBenchOptions): Promise<TapBenchResult> {
       });
       const tx = await sink.result;
       const mid = driverCounts(stack);
-      results.push({
-        direction: 'keepnet->kernel',
-        offload,
-        bytes: tx.bytes,
-        mbps: tx.ms ? tx.bytes / 1e3 / tx.ms : 0,
-        rxGsoFrames: mid.rx - before.rx,
-        txGsoFrames: mid.tx - before.tx,
-      });
+      results.push(row('keepnet->kernel', offload, tx, before, mid));
 
       o.onProgress?.(`kernel->keepnet, offload ${offload ? 'on' : 'off'}`);
       const got = new Promise<{ bytes: number; ms: number }>((resolve, reject) => {
@@ -116,14 +109,7 @@ export async function benchTap(o: TapBenchOptions): Promise<TapBenchResult> {
       const rx = await got;
       if (src.bytes !== rx.bytes) throw new Error(`kernel sent ${src.bytes} bytes, keepnet received ${rx.bytes}`);
       const after = driverCounts(stack);
-      results.push({
-        direction: 'kernel->keepnet',
-        offload,
-        bytes: rx.bytes,
-        mbps: rx.ms ? rx.bytes / 1e3 / rx.ms : 0,
-        rxGsoFrames: after.rx - mid.rx,
-        txGsoFrames: after.tx - mid.tx,
-      });
+      results.push(row('kernel->keepnet', offload, rx, mid, after));
     } finally {
       await stack.close();
       ns.destroy();
@@ -140,6 +126,17 @@ export async function benchTap(o: TapBenchOptions): Promise<TapBenchResult> {
     results,
     ratios: { 'keepnet->kernel': ratio('keepnet->kernel'), 'kernel->keepnet': ratio('kernel->keepnet') },
   };
+}
+
+/** One direction's row: MB/s over the receiver's first-to-last byte, GSO frames between two counts. */
+function row(
+  direction: TapBenchRow['direction'],
+  offload: boolean,
+  moved: { bytes: number; ms?: number },
+  from: { rx: number; tx: number },
+  to: { rx: number; tx: number },
+): TapBenchRow {
+  return { direction, offload, bytes: moved.bytes, mbps: moved.ms ? moved.bytes / 1e3 / moved.ms : 0, rxGsoFrames: to.rx - from.rx, txGsoFrames: to.tx - from.tx };
 }
 
 function driverCounts(stack: Stack): { rx: number; tx: number } {

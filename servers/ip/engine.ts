@@ -26,7 +26,7 @@ import { ICMP_DST_UNREACHABLE } from '../wire/icmp.js';
 import { D, DATA_MSG, FRAME_CSUM_OK, FRAME_GSO, HDR_DST_GEN, HDR_SRC_GEN, L4F_CSUM, L4F_DF, rd32, wr32 } from '../runtime/messages.js';
 import type { ServerContext } from '../runtime/server.js';
 import type { RingProducer } from '../../shared-rings/ring.js';
-import { tcpInstanceName, type Endpoint } from '../runtime/topology.js';
+import { tcpInstanceName } from '../runtime/topology.js';
 import { flowShard } from '../runtime/flow-shard.js';
 import { ARP_COUNTERS, ArpCache, emitArpFrame } from './arp-cache.js';
 import { FRAG_COUNTERS, Fragmenter } from './fragment.js';
@@ -321,13 +321,9 @@ export class IpEngine {
     const ctx = this.ctx;
     let out = this.toUdp;
     if (target === 'tcp') {
-      const tcp = this.toTcp;
-      if (tcp.length === 1) out = tcp[0];
-      else {
-        // Flow-sharded tcp: the instance of (dst, dport, src, sport), our side first.
-        const pb = ctx.pools.bytesOf(buf);
-        out = tcp[flowShard(this.shardKey, tcp.length, r.dst, (pb[l4OffAbs + 2] << 8) | pb[l4OffAbs + 3], r.src, (pb[l4OffAbs] << 8) | pb[l4OffAbs + 1])];
-      }
+      // Flow-sharded tcp: the instance of (dst, dport, src, sport), our side first (ports read only then).
+      const pb = this.toTcp.length === 1 ? null : ctx.pools.bytesOf(buf);
+      out = pb === null ? this.toTcp[0] : this.tcpOut(r.dst, (pb[l4OffAbs + 2] << 8) | pb[l4OffAbs + 3], r.src, (pb[l4OffAbs] << 8) | pb[l4OffAbs + 1]);
     }
     const o = out.reserve(D.L4_IN_BYTES, DATA_MSG.L4_IN);
     if (o < 0) {
@@ -354,8 +350,8 @@ export class IpEngine {
     out.commit();
   }
 
-  private icmpErrorUp(target: 'udp' | 'tcp' | RingProducer, type: number, code: number, proto: number, src: number, dst: number, sport: number, dport: number, mtu: number, reporter: number, seq = 0): void {
-    const out = typeof target === 'string' ? this.errOut(target, src, dst, sport, dport) : target;
+  private icmpErrorUp(target: 'udp' | 'tcp', type: number, code: number, proto: number, src: number, dst: number, sport: number, dport: number, mtu: number, reporter: number, seq = 0): void {
+    const out = this.errOut(target, src, dst, sport, dport);
     const o = out.reserve(D.ICMP_ERR_BYTES, DATA_MSG.ICMP_ERR);
     if (o < 0) {
       this.count('drop:ring-full');
@@ -418,8 +414,7 @@ export class IpEngine {
   // ---------------------------------------------------------------------------------------------
   // Output
 
-  /** `from`: the transport that sent it (an error about it goes back there). */
-  onL4Out(rec: Uint8Array, off: number, nowUs: number, from?: Endpoint): void {
+  onL4Out(rec: Uint8Array, off: number, nowUs: number): void {
     const ctx = this.ctx;
     const pools = ctx.pools;
     const buf = rd32(rec, off + D.BUF);
@@ -443,8 +438,8 @@ export class IpEngine {
     const route = this.routes.lookup(dst);
     if (!route) {
       this.count('drop:no-route');
-      const back = from !== undefined && from !== 'udp' && proto === IPPROTO_TCP ? ctx.out.get(from) : undefined;
-      this.icmpErrorUp(back ?? (proto === IPPROTO_TCP ? 'tcp' : 'udp'), 3, 0, proto, rd32(rec, off + D.OUT_SRC) >>> 0, dst, bytes[l4] << 8 | bytes[l4 + 1], bytes[l4 + 2] << 8 | bytes[l4 + 3], 0, 0);
+      // Back to the sender: for tcp, the instance its own four-tuple hashes to, which is the one that sent it.
+      this.icmpErrorUp(proto === IPPROTO_TCP ? 'tcp' : 'udp', 3, 0, proto, rd32(rec, off + D.OUT_SRC) >>> 0, dst, bytes[l4] << 8 | bytes[l4 + 1], bytes[l4 + 2] << 8 | bytes[l4 + 3], 0, 0);
       pools.free(buf, ctx.owner);
       return;
     }

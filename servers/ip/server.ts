@@ -23,7 +23,7 @@ export const ipServer: ServerModule = {
     if (!e.hasRoom()) return false;
     const now = ctx.clock.nowUs();
     if (type === DATA_MSG.FRAME && from === 'driver' && len >= D.FRAME_BYTES) e.onFrame(bytes, off, now);
-    else if (type === DATA_MSG.L4_OUT && (from === 'udp' || from === 'tcp' || tcpInstanceOf(from) > 0) && len >= D.L4_OUT_BYTES) e.onL4Out(bytes, off, now, from);
+    else if (type === DATA_MSG.L4_OUT && (from === 'udp' || from === 'tcp' || tcpInstanceOf(from) > 0) && len >= D.L4_OUT_BYTES) e.onL4Out(bytes, off, now);
     else if (type === DATA_MSG.PORT_UNREACH && from === 'udp' && len >= D.L4_IN_BYTES) e.onPortUnreach(bytes, off, now);
     else e.counters.values[e.counters.slot('drop:bad-message')]++;
     return true;

@@ -91,8 +91,6 @@ interface Shell {
    */
   ackDue: number[];
   ackDueMark: Uint8Array;
-  /** TSO: iface.gsoMaxBytes (0: none), given to the core through io.gsoMaxBytes. */
-  gsoMax: number;
   ifAddr: number;
   prefix: number;
   mss: number;
@@ -132,7 +130,7 @@ function makeIo(s: Shell): core.TcpIo {
   const mask = s.v.layout.bufBytes - 1;
   return {
     nowUs: 0,
-    gsoMaxBytes: s.gsoMax,
+    gsoMaxBytes: s.ctx.config.iface?.gsoMaxBytes ?? 0,
     ackAtBatchEnd: true,
     sendEnd(t: Tcb): number {
       const slot = slotOfTcb(s, t);
@@ -443,7 +441,6 @@ export const tcpServer: ServerModule = {
       rand: new Uint32Array(256),
       randNext: 256,
       offload: iface?.checksumOffload ?? false,
-      gsoMax: iface?.gsoMaxBytes ?? 0,
       ackDue: [],
       ackDueMark: new Uint8Array(v.layout.maxConns),
       ifAddr: iface?.address ?? 0,
