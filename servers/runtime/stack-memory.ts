@@ -9,7 +9,7 @@ import { Pools, type PoolsInit } from '../../shared-rings/pools.js';
 import { Ring, type RingRegion } from '../../shared-rings/ring.js';
 import { Doorbell } from '../../shared-rings/doorbell.js';
 import { ShmWire } from '../driver/shm-wire.js';
-import { DEFAULT_MAX_CONNECTIONS, TcpLayout, tsoTapBufferBytes, wireBufferBytes, type TcpLayoutOptions } from '../tcp/layout.js';
+import { DEFAULT_MAX_CONNECTIONS, TcpLayout, wireBufferBytes, type TcpLayoutOptions } from '../tcp/layout.js';
 import { C, ControlBlock } from './control.js';
 import { Counters } from './counters.js';
 import { hostsFor, linkName, linksFor, serverNames, validateTcpInstances, type Endpoint, type Placement, type ServerName } from './topology.js';
@@ -99,25 +99,29 @@ export function createStackMemory(opts: StackMemoryOptions = {}): StackMemoryIni
   const servers = serverNames(tcpInstances);
   const hosts = hostsFor(opts.placement ?? 'dedicated', servers);
   const clock = ClockPage.create({ manual: opts.manualClock ?? false }).sab;
-  // A TAP with TSO/GRO moves 64 KiB frames both ways: every receive slot and every TSO segment is a big
-  // buffer, so there must be many more of them (reserved, not touched: pages are committed when used).
+  // A TAP with TSO/GRO, or the shared-memory wire with an MTU past the small buffers, moves frames of up
+  // to 64 KiB both ways: every receive slot and every segment in flight is a big buffer, so there must
+  // be many more of them than the 64 of a 1500-byte link: a 4 MiB window alone (wireBufferBytes) is 64
+  // of them in flight, and with 64 in all the sender found the pool empty and took its unsent segments
+  // for lost (`bench bulk`, shm wire, MTU 65535). Reserved, not touched: pages are committed when used.
   const gsoTap = opts.config?.link.kind === 'tap' && (opts.config.link.vnetHdrSize ?? 0) > 0;
+  const smallSize = opts.poolBufferSize ?? 2048;
+  const bigFrames = gsoTap || (opts.config?.link.kind === 'shm' && (opts.config.iface?.mtu ?? 0) + 64 > smallSize);
   const pools = Pools.create({
     smallBuffers: opts.poolBuffers ?? 4096,
-    smallSize: opts.poolBufferSize ?? 2048,
-    bigBuffers: opts.bigBuffers ?? (gsoTap ? 1024 : 64),
+    smallSize,
+    bigBuffers: opts.bigBuffers ?? (bigFrames ? 1024 : 64),
     bigSize: opts.bigBufferSize ?? 65536 + 1024,
   });
   const capacity = opts.ringCapacity ?? 1 << 18;
   const rings: Record<string, RingRegion> = {};
   for (const [from, to] of linksFor(tcpInstances)) rings[linkName(from, to)] = Ring.create({ capacity });
-  // On the shared-memory wire (another keepnet stack at the other end) connections get larger buffers
-  // unless the caller chose (tcp/layout.ts wireBufferBytes says why).
+  // On links of 64 KiB frames (the shared-memory wire, a TAP with TSO/GRO) connections get larger
+  // buffers unless the caller chose (tcp/layout.ts wireBufferBytes says why).
   let tcp = opts.tcp;
-  // So do connections on a TAP with TSO/GRO, more so (tsoTapBufferBytes).
   if ((opts.config?.link.kind === 'shm' || gsoTap) && tcp?.bufferBytes === undefined) {
     const maxConns = tcp?.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
-    if (Number.isInteger(maxConns) && maxConns >= 1) tcp = { ...tcp, bufferBytes: gsoTap ? tsoTapBufferBytes(maxConns) : wireBufferBytes(maxConns) };
+    if (Number.isInteger(maxConns) && maxConns >= 1) tcp = { ...tcp, bufferBytes: wireBufferBytes(maxConns) };
   }
   const state = Object.fromEntries(
     servers.map((n) => [n, n.startsWith('tcp') ? TcpLayout.create(tcp) : new SharedArrayBuffer(STATE_BYTES[n as keyof typeof STATE_BYTES])]),

@@ -19,6 +19,7 @@ export const TCP_COUNTERS = [
   'timers', // timer expiries handled
   'tx-recovered', // transactions undone after a restart
   'notify-retried', // NOTIFY records that waited for room in the ring to the shim
+  'kicks', // KICK requests from the shim (the application wrote, or read near the window's edge)
   'drop:truncated',
   'drop:bad-checksum',
   'drop:bad-option',

@@ -130,6 +130,12 @@ export const SW = Object.freeze({
   KICK: 12,
   /** 1 once the shim has taken this (accepted) connection. */
   TAKEN: 13,
+  // written by tcp
+  /**
+   * The receive window's right edge as last advertised, in RCVD's terms (uint32, wraps). The shim asks
+   * for a window update after a read only when the peer is close to it (see tcp-shm-channel.ts read()).
+   */
+  RCV_EDGE: 14,
   WORDS: 16,
 });
 
@@ -143,6 +149,8 @@ export const PUB = Object.freeze({
   CLOSED: 4,
   /** The send side is shut (FIN queued). */
   SHUT: 8,
+  /** An ACK for a short segment waits on its delay: a read that drains it should kick (appRecv sends it). */
+  ACK_OWED: 16,
 });
 
 export const KICK_SEND = 1;
@@ -158,47 +166,33 @@ export const DEFAULT_MAX_CONNECTIONS = 256;
 /** The default buffer (send and receive, per connection), and the floor of wireBufferBytes(). */
 export const DEFAULT_BUFFER_BYTES = 1 << 17;
 /** The largest buffer wireBufferBytes() picks. */
-export const MAX_WIRE_BUFFER_BYTES = 1 << 20;
+export const MAX_WIRE_BUFFER_BYTES = 1 << 22;
 /**
  * Bytes of send + receive buffers a table sized by wireBufferBytes() may reserve. Reserved, not used:
  * a SharedArrayBuffer's pages are committed when first touched, so an idle connection costs no memory
- * and a busy one the bytes it actually cycles through.
+ * and a busy one the bytes it actually cycles through. (8 MiB buffers for 256 connections would exceed
+ * what one SharedArrayBuffer may hold.)
  */
-const WIRE_BUFFER_BUDGET = 1 << 29;
+const WIRE_BUFFER_BUDGET = 2 ** 31;
 
 /**
- * The default buffer of a stack on the shared-memory wire (stack-memory.ts): the largest power of two
- * up to 1 MiB that keeps the table within the budget (1 MiB for the default 256 connections, 256 KiB
- * for 1024), never below 128 KiB. Why larger there: a 128 KiB window holds two 64 KiB segments, so a
- * bulk transfer between two stacks sent two segments per round trip (app, tcp, ip, driver and back)
- * and stalled; `bench bulk` (shared placement, this machine, side by side): 128 KiB 91-120 MB/s,
- * 512 KiB 168-196, 1 MiB 177-247, 4 MiB 115-183. Not on a plain TAP: with a 1 MiB window the kernel
- * peer's burst overran the path while the application's event loop was blocked, and the kernel took a
- * retransmission timeout (test/net/tcp-kernel.test.ts), which 128 KiB never caused. On a TAP with TSO/GRO
- * larger still: tsoTapBufferBytes().
+ * The default buffer of a stack whose link carries 64 KiB frames: the shared-memory wire, and a TAP with
+ * TSO/GRO (IFF_VNET_HDR) (stack-memory.ts). The largest power of two up to 4 MiB that keeps the table
+ * within the budget (4 MiB for the default 256 connections, 1 MiB for 1024), never below 128 KiB.
+ * Why larger there: a window holds few 64 KiB segments, and a bulk transfer sends a window per round
+ * trip through every thread on the path (app, tcp, ip, driver and back, each a wake-up).
+ *  - Shared-memory wire, `bench bulk`-style runs side by side on this machine (shared placement, MB/s):
+ *    1 MiB 623-787, 2 MiB 796-909, 4 MiB 795-989. (Earlier, with a slower stack: 128 KiB 91-120,
+ *    512 KiB 168-196, 1 MiB 177-247.)
+ *  - TSO TAP, keepnet->kernel / kernel->keepnet: 128 KiB 169-193 / 384-437, 1 MiB 606-793 / 498-558,
+ *    2 MiB 672-707 / 576-733, 4 MiB 735-969 / 533-914.
+ * Not on a plain TAP: with a 1 MiB window the kernel peer's burst of 1500-byte frames overran the path
+ * while the application's event loop was blocked, and the kernel took a retransmission timeout
+ * (test/net/tcp-kernel.test.ts), which the default 128 KiB never caused.
  */
 export function wireBufferBytes(maxConns: number): number {
   let b = MAX_WIRE_BUFFER_BYTES;
   while (b > DEFAULT_BUFFER_BYTES && maxConns * 2 * b > WIRE_BUFFER_BUDGET) b >>= 1;
-  return b;
-}
-
-/** The largest buffer tsoTapBufferBytes() picks, and its budget (reserved, see WIRE_BUFFER_BUDGET). */
-export const MAX_TSO_TAP_BUFFER_BYTES = 1 << 22;
-const TSO_TAP_BUFFER_BUDGET = 2 ** 31;
-
-/**
- * The default buffer of a stack on a TAP with TSO/GRO (IFF_VNET_HDR: the kernel exchanges 64 KiB
- * frames): the largest power of two up to 4 MiB within a 2 GiB reservation (4 MiB for the default 256
- * connections), never below wireBufferBytes(). A window holds few 64 KiB frames: `bench tap`-style
- * runs side by side on this machine (2 cores, shared with other work, MB/s keepnet->kernel /
- * kernel->keepnet): 128 KiB 169-193 / 384-437, 1 MiB 606-793 / 498-558, 2 MiB 672-707 / 576-733,
- * 4 MiB 735-969 / 533-914. (8 MiB for 256 connections exceeds what one SharedArrayBuffer may hold.)
- */
-export function tsoTapBufferBytes(maxConns: number): number {
-  let b = MAX_TSO_TAP_BUFFER_BYTES;
-  const floor = wireBufferBytes(maxConns);
-  while (b > floor && maxConns * 2 * b > TSO_TAP_BUFFER_BUDGET) b >>= 1;
   return b;
 }
 

@@ -343,11 +343,16 @@ function publish(s: Shell, slot: number, t: Tcb, bits: number): void {
   const f = tcbFacts;
   Atomics.store(sock, b + SW.ACKED, f.ackedData(t, Atomics.load(sock, b + SW.APP_WRITTEN) >>> 0) | 0);
   Atomics.store(sock, b + SW.RCVD, f.receivedData(t) | 0);
+  Atomics.store(sock, b + SW.RCV_EDGE, f.advertisedData(t) | 0);
   Atomics.store(sock, b + SW.ERR, f.err(t));
   Atomics.store(
     sock,
     b + SW.FLAGS,
-    (f.connected(t) ? PUB.CONNECTED : 0) | (f.finReceived(t) ? PUB.FIN : 0) | (f.closed(t) ? PUB.CLOSED : 0) | (f.finQueued(t) ? PUB.SHUT : 0),
+    (f.connected(t) ? PUB.CONNECTED : 0) |
+      (f.finReceived(t) ? PUB.FIN : 0) |
+      (f.closed(t) ? PUB.CLOSED : 0) |
+      (f.finQueued(t) ? PUB.SHUT : 0) |
+      (f.ackOwedOnRead(t) ? PUB.ACK_OWED : 0),
   );
   let n = 0;
   if (bits & N_CONNECTED) n |= N.CONNECTED;
@@ -1096,6 +1101,7 @@ function op(s: Shell, b: Uint8Array, off: number): boolean {
       // predecessor may have taken the bits and died before committing (the KICK is replayed with the
       // word already 0), and both calls only act on what the shared words say.
       Atomics.exchange(s.v.sock, slot * SW.WORDS + SW.KICK, 0);
+      count(s, TC.kicks);
       core.appSend(t, io);
       core.appRecv(t, io);
       break;

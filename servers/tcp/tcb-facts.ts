@@ -45,6 +45,18 @@ export const tcbFacts = {
     const over = (a - written) >>> 0;
     return over !== 0 && over < 0x80000000 ? written : a;
   },
+  /**
+   * The right edge of the receive window we advertised last, as data bytes of the incoming stream
+   * (uint32, wraps, the origin of receivedData): the peer may send up to here without news from us.
+   */
+  advertisedData(t: Tcb): number {
+    if (t.rcvNxt === t.irs) return 0;
+    return (t.rcvAdv - t.irs - 1) >>> 0;
+  },
+  /** An ACK for a short (pushed) segment is being delayed: the application draining it should send it. */
+  ackOwedOnRead(t: Tcb): boolean {
+    return t.rcvPushed !== 0 && t.tDelack !== tcb.TIMER_OFF;
+  },
   /** Data bytes of the incoming stream received in order (uint32, wraps): the peer's FIN excluded. */
   receivedData(t: Tcb): number {
     if (t.rcvNxt === t.irs) return 0; // no SYN received yet

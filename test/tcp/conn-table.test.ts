@@ -116,16 +116,16 @@ t.test('transactions: a writer stopped at any instant leaves the state exactly a
   }
 });
 
-t.test('wire buffer size: 1 MiB for the default table, smaller for big tables, never below 128 KiB', async (t) => {
+t.test('wire buffer size: 4 MiB for the default table, smaller for big tables, never below 128 KiB', async (t) => {
   const { wireBufferBytes, DEFAULT_MAX_CONNECTIONS, DEFAULT_BUFFER_BYTES } = await import('../../servers/tcp/layout.js');
-  t.equal(wireBufferBytes(DEFAULT_MAX_CONNECTIONS), 1 << 20);
-  t.equal(wireBufferBytes(1024), 1 << 18);
+  t.equal(wireBufferBytes(DEFAULT_MAX_CONNECTIONS), 1 << 22);
+  t.equal(wireBufferBytes(1024), 1 << 20);
   t.equal(wireBufferBytes(65535), 1 << 17);
   t.equal(new TcpViews(TcpLayout.create({})).layout.bufBytes, DEFAULT_BUFFER_BYTES, 'the layout default is unchanged');
   const { createStackMemory } = await import('../../servers/runtime/stack-memory.js');
   const { ShmWire } = await import('../../servers/driver/shm-wire.js');
   const shm = createStackMemory({ config: { iface: null, link: { kind: 'shm', wire: ShmWire.create({}), side: 'a' } } });
-  t.equal(new TcpViews(shm.state.tcp).layout.bufBytes, 1 << 20, 'a stack on the shm wire gets wire buffers');
+  t.equal(new TcpViews(shm.state.tcp).layout.bufBytes, 1 << 22, 'a stack on the shm wire gets wire buffers');
   const own = createStackMemory({ config: { iface: null, link: { kind: 'shm', wire: ShmWire.create({}), side: 'a' } }, tcp: { bufferBytes: 8192 } });
   t.equal(new TcpViews(own.state.tcp).layout.bufBytes, 8192, 'an explicit size wins');
   t.equal(new TcpViews(createStackMemory({}).state.tcp).layout.bufBytes, DEFAULT_BUFFER_BYTES, 'no link: the default');
