@@ -15,6 +15,10 @@
  * process, so keepnet's server workers and the kernel's work done on behalf of the process's syscalls
  * (loopback's softirq time is mostly charged to the sending thread) are both counted. Each measurement
  * has a short warm-up (not measured) so that connection set-up and JIT are out of the window.
+ *
+ * The systems are measured in alternating rounds (kernel, each placement, and again), each row being
+ * the round with the median figure, so that the machine's drift hits every system alike. keepnet's
+ * stacks of every placement are started first and stay up (idle, parked) through the kernel's rounds.
  */
 import * as nodeNet from 'node:net';
 import { Stack } from '../kernel-shim/stack.js';
@@ -54,14 +58,21 @@ export interface NetBenchResult {
   /** The kernel side: Node's net over 127.0.0.1. */
   kernel: { kind: 'loopback'; address: string };
   durationS: number;
+  /** Rounds each system and placement was measured in, alternating; each row is the median round. */
+  rounds: number;
   results: NetBenchRow[];
   /** keepnet's best placement divided by the kernel, per test (bulk: MB/s, rr: tps, crr: cps). */
   ratios: Partial<Record<NetTest, number>>;
 }
 
 export interface NetBenchOptions {
-  /** Seconds measured per test per system and placement (default 3). A warm-up of 15% comes first. */
+  /** Seconds measured per test per system and placement (default 3), split into `rounds`. */
   duration?: number;
+  /**
+   * Rounds per test (default 3): kernel, then each placement, repeated; each round measures
+   * duration / rounds seconds after a warm-up of 15% of that, and each row is the median round.
+   */
+  rounds?: number;
   tests?: readonly NetTest[];
   placements?: readonly BenchPlacement[];
   /** keepnet's shm wire MTU (default 65535) and checksum offload (default true). */
@@ -299,6 +310,10 @@ const metric = (r: NetBenchRow): number => (r.test === 'bulk' ? r.mbps : r.test 
 
 export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResult> {
   const durationS = opts.duration ?? 3;
+  const rounds = opts.rounds ?? 3;
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) {
+    throw Object.assign(new RangeError(`rounds must be an integer in [1, 100], got ${rounds}`), { code: 'ERR_OUT_OF_RANGE' });
+  }
   const tests = opts.tests ?? NET_TESTS;
   const placements = opts.placements ?? PLACEMENTS;
   const mtu = opts.mtu ?? 65535;
@@ -306,24 +321,38 @@ export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResu
   const progress = opts.onProgress ?? (() => {});
   const results: NetBenchRow[] = [];
 
-  // The kernel first: nothing of keepnet's is running yet.
   const kernelNet = nodeNet as unknown as NetLike;
-  for (const test of tests) {
-    progress(`${test}: kernel (node:net over loopback)`);
-    results.push({ test, system: 'kernel', placement: 'n/a', ...(await RUN[test](kernelNet, '127.0.0.1', durationS)) });
-  }
-  for (const placement of placements) {
-    progress(`starting two keepnet stacks (${placement})`);
-    const [A, B] = await keepnetPair(placement, mtu, checksumOffload, opts.tcpInstances ?? 1);
-    try {
-      await sleep(200); // let the standbys park before measuring
-      for (const test of tests) {
-        progress(`${test}: keepnet ${placement} (shm wire, mtu ${mtu})`);
-        results.push({ test, system: 'keepnet', placement, ...(await RUN[test](splitNet(A, B), '10.95.0.1', durationS)) });
-      }
-    } finally {
-      await Promise.allSettled([A.close(), B.close()]);
+  const pairs: [BenchPlacement, Stack, Stack][] = [];
+  try {
+    for (const placement of placements) {
+      progress(`starting two keepnet stacks (${placement})`);
+      const [A, B] = await keepnetPair(placement, mtu, checksumOffload, opts.tcpInstances ?? 1);
+      pairs.push([placement, A, B]);
     }
+    await sleep(200); // let the standbys park before measuring
+    // Rounds alternate the systems (kernel, then each placement, again and again), and each row is the
+    // round with the median figure: this machine's speed drifts by 2x within a minute (other tenants of
+    // the host), and a drift that lands on one system's whole run would decide the ratio.
+    const perRound = durationS / rounds;
+    for (const test of tests) {
+      const rows = new Map<string, NetBenchRow[]>();
+      const add = (r: NetBenchRow): void => {
+        const k = `${r.system}/${r.placement}`;
+        rows.set(k, [...(rows.get(k) ?? []), r]);
+      };
+      for (let round = 1; round <= rounds; round++) {
+        const of = rounds > 1 ? ` round ${round}/${rounds}` : '';
+        progress(`${test}: kernel (node:net over loopback)${of}`);
+        add({ test, system: 'kernel', placement: 'n/a', ...(await RUN[test](kernelNet, '127.0.0.1', perRound)) });
+        for (const [placement, A, B] of pairs) {
+          progress(`${test}: keepnet ${placement} (shm wire, mtu ${mtu})${of}`);
+          add({ test, system: 'keepnet', placement, ...(await RUN[test](splitNet(A, B), '10.95.0.1', perRound)) });
+        }
+      }
+      for (const list of rows.values()) results.push(medianRow(list));
+    }
+  } finally {
+    await Promise.allSettled(pairs.flatMap(([, A, B]) => [A.close(), B.close()]));
   }
   const ratios: Partial<Record<NetTest, number>> = {};
   for (const test of tests) {
@@ -331,7 +360,14 @@ export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResu
     const best = Math.max(...results.filter((r) => r.test === test && r.system === 'keepnet').map(metric));
     if (k) ratios[test] = best / metric(k);
   }
-  return { wire: { kind: 'shm', mtu, checksumOffload }, kernel: { kind: 'loopback', address: '127.0.0.1' }, durationS, results, ratios };
+  return { wire: { kind: 'shm', mtu, checksumOffload }, kernel: { kind: 'loopback', address: '127.0.0.1' }, durationS, rounds, results, ratios };
+}
+
+/** The row of the round with the median figure (the lower middle one of an even count). */
+export function medianRow(rows: readonly NetBenchRow[]): NetBenchRow {
+  if (rows.length === 0) throw new RangeError('medianRow needs at least one row');
+  const sorted = [...rows].sort((a, b) => metric(a) - metric(b));
+  return sorted[(sorted.length - 1) >> 1];
 }
 
 const fmt = (x: number | null, digits = 0): string =>
@@ -355,7 +391,7 @@ export function formatNetBench(r: NetBenchResult): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
   const line = (cells: string[]): string => cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   const out = [
-    `keepnet: two stacks on the shared-memory wire (mtu ${r.wire.mtu}, checksum offload ${r.wire.checksumOffload ? 'on' : 'off'}); kernel: node:net over ${r.kernel.address}; ${r.durationS} s per measurement, one process`,
+    `keepnet: two stacks on the shared-memory wire (mtu ${r.wire.mtu}, checksum offload ${r.wire.checksumOffload ? 'on' : 'off'}); kernel: node:net over ${r.kernel.address}; ${r.durationS} s per measurement in ${r.rounds} alternating rounds (each row: the median round), one process`,
     '',
     line(head),
     line(widths.map((w) => '-'.repeat(w))),

@@ -29,6 +29,14 @@ export function durationOption(v: string | undefined, fail: Fail, dflt = 3): num
   return x;
 }
 
+/** Alternating rounds of a benchmark, 1..100 (default 3). */
+export function roundsOption(v: string | undefined, fail: Fail): number {
+  if (v === undefined) return 3;
+  const x = Number(v);
+  if (!Number.isInteger(x) || x < 1 || x > 100) fail(`--rounds must be an integer in [1, 100], got '${v}'`);
+  return x;
+}
+
 /** An MTU in [576, 65535] (default `dflt`). */
 export function mtuOption(v: string | undefined, fail: Fail, dflt: number): number {
   if (v === undefined) return dflt;

@@ -1,7 +1,7 @@
 /**
  * `keepnet bench all --duration 0.3 --json --svg FILE` as a child process: the JSON shape (a row per
- * test, system and placement; the ratios) and that every figure is a finite number > 0, and that the
- * SVG is written. No speed is asserted.
+ * test, system and placement; the ratios; the rounds) and that every figure is a finite number > 0,
+ * and that the SVG is written. No speed is asserted.
  */
 import t from 'tap';
 import { runCli } from '../helpers/cli.js';
@@ -40,6 +40,7 @@ t.test('keepnet bench all --duration 0.3 --json --svg', async (t) => {
   }
   for (const k of ['bulk', 'rr', 'crr']) t.ok(typeof j.ratios?.[k] === 'number' && Number.isFinite(j.ratios[k]) && j.ratios[k] > 0, `ratios.${k} = ${j.ratios?.[k]}`);
   t.type(j.wire?.mtu, 'number', 'the wire is reported');
+  t.equal(j.rounds, 3, 'three alternating rounds by default');
   const s = readFileSync(svg, 'utf8');
   t.match(s, /^<svg /, 'an SVG');
   t.match(s, /<\/svg>\s*$/, 'complete');
@@ -47,11 +48,21 @@ t.test('keepnet bench all --duration 0.3 --json --svg', async (t) => {
 });
 
 t.test('keepnet bench rr --placement shared --duration 0.2 --json: one test, one placement', async (t) => {
-  const r = await run(['bench', 'rr', '--placement', 'shared', '--duration', '0.2', '--json']);
+  const r = await run(['bench', 'rr', '--placement', 'shared', '--duration', '0.2', '--rounds', '1', '--json']);
   t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.slice(-2000)})`);
   const j = JSON.parse(r.stdout.trim());
   t.same(j.results.map((x: any) => `${x.test}/${x.system}/${x.placement}`), ['rr/kernel/n/a', 'rr/keepnet/shared']);
   t.same(Object.keys(j.ratios), ['rr']);
+  t.equal(j.rounds, 1);
+});
+
+t.test('medianRow: the row of the median round, whole', async (t) => {
+  const { medianRow } = await import('../../bench/net.js');
+  const row = (mbps: number, cpuS: number) => ({ test: 'bulk' as const, system: 'kernel' as const, placement: 'n/a' as const, mbps, tps: null, cps: null, rttUs: null, rttP99Us: null, cpuS, perCpuSecond: mbps / cpuS, seconds: 1 });
+  t.same(medianRow([row(300, 1), row(100, 2), row(200, 3)]), row(200, 3), 'odd count: the middle one, with its own CPU figures');
+  t.same(medianRow([row(400, 1), row(100, 2), row(200, 3), row(300, 4)]), row(200, 3), 'even count: the lower middle');
+  t.same(medianRow([row(5, 1)]), row(5, 1));
+  t.throws(() => medianRow([]), RangeError);
 });
 
 t.test('keepnet bench with a bad name or option fails with usage', async (t) => {
@@ -61,6 +72,9 @@ t.test('keepnet bench with a bad name or option fails with usage', async (t) => 
   const d = await run(['bench', 'bulk', '--duration', '0']);
   t.equal(d.code, 2);
   t.match(d.stderr, /--duration must be a positive number/);
+  const rounds = await run(['bench', 'bulk', '--rounds', '0']);
+  t.equal(rounds.code, 2);
+  t.match(rounds.stderr, /--rounds must be an integer in \[1, 100\]/);
   for (const args of [['bench', '--bogus'], ['bench', 'rings', '--bogus'], ['demo', '--bogus']]) {
     const u = await run(args);
     t.equal(u.code, 2, `${args.join(' ')}: exit code 2`);
