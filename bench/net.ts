@@ -12,15 +12,20 @@
  *         Connections/s.
  *
  * CPU is process.cpuUsage() (user + system) around each measured window: it covers every thread of the
- * process, so keepnet's server workers and the kernel's work done on behalf of the process's syscalls
- * (loopback's softirq time is mostly charged to the sending thread) are both counted. Each measurement
+ * process that measures (keepnet's: this one; the kernel's: the forked one), so keepnet's server
+ * workers and the kernel's work done on behalf of the process's syscalls (loopback's softirq time is
+ * mostly charged to the sending thread) are both counted. Each measurement
  * has a short warm-up (not measured) so that connection set-up and JIT are out of the window.
  *
  * The systems are measured in alternating rounds (kernel, each placement, and again), each row being
  * the round with the median figure, so that the machine's drift hits every system alike. keepnet's
- * stacks of every placement are started first and stay up (idle, parked) through the kernel's rounds.
+ * stacks of every placement are started first and stay up (idle, parked) through the other rounds; the
+ * kernel's measurements run in a forked process of their own (bench/kernel-child.ts says why), both
+ * ends in that one process, with its own CPU accounting.
  */
+import { fork, type ChildProcess } from 'node:child_process';
 import * as nodeNet from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { Stack } from '../kernel-shim/stack.js';
 import { createStackPair } from '../kernel-shim/stack-pair.js';
 
@@ -292,6 +297,48 @@ async function crr(net: NetLike, host: string, durationS: number): Promise<Omit<
 
 const RUN: Record<NetTest, typeof bulk> = { bulk, rr, crr };
 
+/** One kernel measurement in this process (bench/kernel-child.ts runs it). */
+export function measureKernel(test: NetTest, seconds: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement'>> {
+  return RUN[test](nodeNet as unknown as NetLike, '127.0.0.1', seconds);
+}
+
+/** The forked kernel process (bench/kernel-child.ts): one measurement at a time. */
+class KernelProcess {
+  private readonly child: ChildProcess;
+  private next = 1;
+  private readonly waiting = new Map<number, { resolve: (r: Omit<NetBenchRow, 'test' | 'system' | 'placement'>) => void; reject: (e: Error) => void }>();
+  private exited: Error | null = null;
+
+  constructor() {
+    this.child = fork(fileURLToPath(new URL('./kernel-child.js', import.meta.url)), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    this.child.on('message', (m: { id: number; row?: Omit<NetBenchRow, 'test' | 'system' | 'placement'>; error?: string }) => {
+      const w = this.waiting.get(m.id);
+      if (!w) return;
+      this.waiting.delete(m.id);
+      if (m.row) w.resolve(m.row);
+      else w.reject(new Error(`kernel measurement failed: ${m.error}`));
+    });
+    this.child.on('exit', (code, signal) => {
+      this.exited = new Error(`the kernel measurement process exited (${signal ?? code})`);
+      for (const w of this.waiting.values()) w.reject(this.exited);
+      this.waiting.clear();
+    });
+  }
+
+  run(test: NetTest, seconds: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement'>> {
+    if (this.exited) return Promise.reject(this.exited);
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      this.child.send({ id, test, seconds });
+    });
+  }
+
+  close(): void {
+    if (this.child.connected) this.child.disconnect();
+  }
+}
+
 /** Two keepnet stacks joined by the shared-memory wire, with the given placement. */
 async function keepnetPair(placement: BenchPlacement, mtu: number, checksumOffload: boolean, tcpInstances = 1): Promise<[Stack, Stack]> {
   const shards = tcpInstances > 1 ? { tcpInstances } : {};
@@ -321,7 +368,7 @@ export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResu
   const progress = opts.onProgress ?? (() => {});
   const results: NetBenchRow[] = [];
 
-  const kernelNet = nodeNet as unknown as NetLike;
+  const kernel = new KernelProcess();
   const pairs: [BenchPlacement, Stack, Stack][] = [];
   try {
     for (const placement of placements) {
@@ -343,7 +390,7 @@ export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResu
       for (let round = 1; round <= rounds; round++) {
         const of = rounds > 1 ? ` round ${round}/${rounds}` : '';
         progress(`${test}: kernel (node:net over loopback)${of}`);
-        add({ test, system: 'kernel', placement: 'n/a', ...(await RUN[test](kernelNet, '127.0.0.1', perRound)) });
+        add({ test, system: 'kernel', placement: 'n/a', ...(await kernel.run(test, perRound)) });
         for (const [placement, A, B] of pairs) {
           progress(`${test}: keepnet ${placement} (shm wire, mtu ${mtu})${of}`);
           add({ test, system: 'keepnet', placement, ...(await RUN[test](splitNet(A, B), '10.95.0.1', perRound)) });
@@ -352,6 +399,7 @@ export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResu
       for (const list of rows.values()) results.push(medianRow(list));
     }
   } finally {
+    kernel.close();
     await Promise.allSettled(pairs.flatMap(([, A, B]) => [A.close(), B.close()]));
   }
   const ratios: Partial<Record<NetTest, number>> = {};

@@ -620,6 +620,27 @@ static napi_value js_write_batch(napi_env env, napi_callback_info info) {
 /* ------------------------------------------------------------------------------------------ */
 /* copy(dst, dstOff, src, srcOff, len): memmove between byte arrays (any alignment)              */
 
+/* A byte offset: an integer in [0, 2^53). */
+static int get_offset(napi_env env, napi_value v, const char *what, int64_t *out) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
+    char m[128];
+    snprintf(m, sizeof m, "%s must be a number", what);
+    throw_type(env, m);
+    return -1;
+  }
+  double d;
+  napi_get_value_double(env, v, &d);
+  if (!(d >= 0 && d < 9007199254740992.0) || d != (double)(int64_t)d) {
+    char m[128];
+    snprintf(m, sizeof m, "%s must be a non-negative integer below 2^53", what);
+    throw_range(env, m);
+    return -1;
+  }
+  *out = (int64_t)d;
+  return 0;
+}
+
 /* V8 copies between SharedArrayBuffers word by word only when both ends are equally aligned modulo 8,
  * else byte by byte (2-3 GB/s instead of 10+). A received TCP payload lands in the receive buffer at
  * an alignment nobody chose (it depends on the sequence number): this copy is memmove at any alignment,
@@ -630,12 +651,14 @@ static napi_value js_copy(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 5) return throw_type(env, "copy(dst, dstOff, src, srcOff, len)");
   bytes_t dst, src;
-  int32_t doff, soff, len;
-  if (get_u8(env, argv[0], "dst", &dst) < 0 || get_int32(env, argv[1], "dstOff", &doff) < 0 ||
-      get_u8(env, argv[2], "src", &src) < 0 || get_int32(env, argv[3], "srcOff", &soff) < 0 ||
+  int64_t doff, soff;
+  int32_t len;
+  /* Offsets are 53-bit: a tcp state with 256 connections of 4 MiB buffers is larger than 2 GiB. */
+  if (get_u8(env, argv[0], "dst", &dst) < 0 || get_offset(env, argv[1], "dstOff", &doff) < 0 ||
+      get_u8(env, argv[2], "src", &src) < 0 || get_offset(env, argv[3], "srcOff", &soff) < 0 ||
       get_int32(env, argv[4], "len", &len) < 0)
     return NULL;
-  if (doff < 0 || soff < 0 || len < 0 || (size_t)doff + (size_t)len > dst.len || (size_t)soff + (size_t)len > src.len)
+  if (len < 0 || (uint64_t)doff + (uint64_t)len > dst.len || (uint64_t)soff + (uint64_t)len > src.len)
     return throw_range(env, "copy: range outside dst or src");
   memmove(dst.data + doff, src.data + soff, (size_t)len);
   return NULL;

@@ -91,6 +91,13 @@ interface Shell {
    */
   ackDue: number[];
   ackDueMark: Uint8Array;
+  /**
+   * Connections a segment of which could not be sent (pool or ring full): the window it advertised
+   * never left, though the core counts it as advertised. Until a segment of the connection goes out,
+   * publish() shows the shim no room past what was received, so reads kick (and appRecv advertises
+   * again) as before the shim learned to skip kicks (tcp-shm-channel.ts read()).
+   */
+  unsentWindow: Uint8Array;
   ifAddr: number;
   prefix: number;
   mss: number;
@@ -213,12 +220,14 @@ function emit(s: Shell, seg: core.OutSeg, slot: number, t: Tcb | null): boolean 
   const buf = pools.alloc(HEADROOM + segLen + slack, ctx.owner);
   if (buf < 0) {
     count(s, TC['tx-failed']);
+    if (slot >= 0) s.unsentWindow[slot] = 1;
     return false;
   }
   const o = s.toIp.reserve(D.L4_OUT_BYTES, DATA_MSG.L4_OUT);
   if (o < 0) {
     pools.free(buf, ctx.owner);
     count(s, TC['tx-failed']);
+    if (slot >= 0) s.unsentWindow[slot] = 1;
     return false;
   }
   const pb = pools.bytesOf(buf);
@@ -235,6 +244,7 @@ function emit(s: Shell, seg: core.OutSeg, slot: number, t: Tcb | null): boolean 
     if (first < seg.dataLen) pb.set(bytes.subarray(sb, sb + seg.dataLen - first), segOff + hl + first);
   }
   r.emit(pb, segOff, seg.srcAddr >>> 0, seg.dstAddr >>> 0, !s.offload);
+  if (slot >= 0) s.unsentWindow[slot] = 0; // this segment carries the window
   const ib = s.toIp.bytes;
   header(ib, o, ctx.generation);
   wr32(ib, o + D.BUF, buf);
@@ -315,6 +325,7 @@ function finish(s: Shell, slot: number, t: Tcb, bits: number): void {
     if (table.get(slot, M.APP_CLOSED) === 1 || (parent !== 0 && table.get(slot, M.READY) === 0)) {
       if (parent !== 0) leaveBacklog(s, slot);
       table.free(slot);
+      s.unsentWindow[slot] = 0;
       freed = true;
       count(s, TC.closed);
     }
@@ -342,8 +353,9 @@ function publish(s: Shell, slot: number, t: Tcb, bits: number): void {
   const b = slot * SW.WORDS;
   const f = tcbFacts;
   Atomics.store(sock, b + SW.ACKED, f.ackedData(t, Atomics.load(sock, b + SW.APP_WRITTEN) >>> 0) | 0);
-  Atomics.store(sock, b + SW.RCVD, f.receivedData(t) | 0);
-  Atomics.store(sock, b + SW.RCV_EDGE, f.advertisedData(t) | 0);
+  const received = f.receivedData(t);
+  Atomics.store(sock, b + SW.RCVD, received | 0);
+  Atomics.store(sock, b + SW.RCV_EDGE, (s.unsentWindow[slot] !== 0 ? received : f.advertisedData(t)) | 0);
   Atomics.store(sock, b + SW.ERR, f.err(t));
   Atomics.store(
     sock,
@@ -448,6 +460,7 @@ export const tcpServer: ServerModule = {
       offload: iface?.checksumOffload ?? false,
       ackDue: [],
       ackDueMark: new Uint8Array(v.layout.maxConns),
+      unsentWindow: new Uint8Array(v.layout.maxConns),
       ifAddr: iface?.address ?? 0,
       prefix: iface?.prefix ?? 32,
       mss: (iface?.mtu ?? 1500) - 40,
