@@ -311,18 +311,23 @@ class KernelProcess {
 
   constructor() {
     this.child = fork(fileURLToPath(new URL('./kernel-child.js', import.meta.url)), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-    this.child.on('message', (m: { id: number; row?: Omit<NetBenchRow, 'test' | 'system' | 'placement'>; error?: string }) => {
+    this.child.on('message', (msg: unknown) => {
+      const m = msg as { id?: number; row?: Omit<NetBenchRow, 'test' | 'system' | 'placement'>; error?: string };
+      if (typeof m?.id !== 'number') return;
       const w = this.waiting.get(m.id);
       if (!w) return;
       this.waiting.delete(m.id);
       if (m.row) w.resolve(m.row);
       else w.reject(new Error(`kernel measurement failed: ${m.error}`));
     });
-    this.child.on('exit', (code, signal) => {
-      this.exited = new Error(`the kernel measurement process exited (${signal ?? code})`);
-      for (const w of this.waiting.values()) w.reject(this.exited);
-      this.waiting.clear();
-    });
+    this.child.on('exit', (code, signal) => this.fail(new Error(`the kernel measurement process exited (${signal ?? code})`)));
+    this.child.on('error', (err) => this.fail(new Error(`the kernel measurement process failed: ${err.message}`)));
+  }
+
+  private fail(err: Error): void {
+    this.exited ??= err;
+    for (const w of this.waiting.values()) w.reject(err);
+    this.waiting.clear();
   }
 
   run(test: NetTest, seconds: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement'>> {
@@ -330,7 +335,9 @@ class KernelProcess {
     const id = this.next++;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      this.child.send({ id, test, seconds });
+      this.child.send({ id, test, seconds }, (err) => {
+        if (err) this.fail(new Error(`the kernel measurement process is gone: ${err.message}`));
+      });
     });
   }
 

@@ -405,8 +405,9 @@ class ShmConn implements TcpConn {
     // edge we advertised, or an ACK waits for this read (PUB.ACK_OWED). Otherwise the data still
     // coming carries the opened window in its ACKs, and a kick only wakes the tcp server for nothing:
     // a wake-up per 64 KiB read was the largest cost left on the main thread in `bench bulk`.
+    // (A room larger than the buffer is no room at all: words from two different moments.)
     const room = (Atomics.load(s, this.base + SW.RCV_EDGE) - (rcvd >>> 0)) >>> 0;
-    if (room <= (this.mask + 1) >>> 1 || (Atomics.load(s, this.base + SW.FLAGS) & PUB.ACK_OWED) !== 0) {
+    if (room <= (this.mask + 1) >>> 1 || room > this.mask + 1 || (Atomics.load(s, this.base + SW.FLAGS) & PUB.ACK_OWED) !== 0) {
       this.ch.stats.windowKicks++;
       this.ch.kick(this.id, KICK_RECV);
     } else this.ch.stats.windowKicksSkipped++;

@@ -325,7 +325,6 @@ function finish(s: Shell, slot: number, t: Tcb, bits: number): void {
     if (table.get(slot, M.APP_CLOSED) === 1 || (parent !== 0 && table.get(slot, M.READY) === 0)) {
       if (parent !== 0) leaveBacklog(s, slot);
       table.free(slot);
-      s.unsentWindow[slot] = 0;
       freed = true;
       count(s, TC.closed);
     }
@@ -353,9 +352,11 @@ function publish(s: Shell, slot: number, t: Tcb, bits: number): void {
   const b = slot * SW.WORDS;
   const f = tcbFacts;
   Atomics.store(sock, b + SW.ACKED, f.ackedData(t, Atomics.load(sock, b + SW.APP_WRITTEN) >>> 0) | 0);
+  // The edge before RCVD: the shim loads RCVD first, so the edge it then loads is at least as new (never
+  // one older than the received data it is compared with).
   const received = f.receivedData(t);
-  Atomics.store(sock, b + SW.RCVD, received | 0);
   Atomics.store(sock, b + SW.RCV_EDGE, (s.unsentWindow[slot] !== 0 ? received : f.advertisedData(t)) | 0);
+  Atomics.store(sock, b + SW.RCVD, received | 0);
   Atomics.store(sock, b + SW.ERR, f.err(t));
   Atomics.store(
     sock,
@@ -413,6 +414,7 @@ function initSock(s: Shell, slot: number, laddr: number, lport: number, raddr: n
   const sock = s.v.sock;
   const b = slot * SW.WORDS;
   for (let i = 0; i < SW.WORDS; i++) Atomics.store(sock, b + i, 0);
+  s.unsentWindow[slot] = 0;
   Atomics.store(sock, b + SW.LADDR, laddr | 0);
   Atomics.store(sock, b + SW.LPORT, lport);
   Atomics.store(sock, b + SW.RADDR, raddr | 0);
