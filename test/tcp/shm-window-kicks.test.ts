@@ -20,7 +20,7 @@ t.test('bulk: the data arrives intact, and most reads wake nobody', async (t) =>
   t.teardown(async () => {
     await Promise.allSettled([A.close(), B.close()]);
   });
-  const data = seededBytes(24 << 20, 7);
+  const data = seededBytes(8 << 20, 7);
   const chunks: Buffer[] = [];
   await new Promise<void>((resolve, reject) => {
     const server = A.net.createServer((s) => {
@@ -48,7 +48,7 @@ t.test('a full window reopens when the application reads again, through a read t
     await Promise.allSettled([A.close(), B.close()]);
   });
   // More than the receiver's 4 MiB buffer and the sender's 4 MiB buffer together.
-  const data = seededBytes(12 << 20, 8);
+  const data = seededBytes(9 << 20, 8);
   const chunks: Buffer[] = [];
   let reader: Socket | null = null;
   const ended = new Promise<void>((resolve, reject) => {
