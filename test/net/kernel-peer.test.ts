@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { canRunNetns, createWire, netnsUnavailableReason, type Wire } from '../helpers/netns.js';
 import { Stack } from '../../kernel-shim/stack.js';
 import { SERVER_NAMES } from '../../servers/runtime/topology.js';
+import { flowing } from '../helpers/flowing.js';
 
 const client = fileURLToPath(new URL('../helpers/udp-echo-client.js', import.meta.url));
 
@@ -148,6 +149,7 @@ if (!canRunNetns()) {
         });
         stack.inject(server, kind);
         await recovered;
+        await flowing(stack);
         faults.push(`${server}:${kind}`);
       }
     }

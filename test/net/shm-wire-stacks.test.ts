@@ -14,6 +14,7 @@ import type { ShmWireOptions } from '../../servers/driver/shm-wire.js';
 import { PcapReader } from '../../servers/driver/pcap.js';
 import { SERVER_NAMES } from '../../servers/runtime/topology.js';
 import { mulberry32, randInt } from '../helpers/prng.js';
+import { flowing } from '../helpers/flowing.js';
 
 async function pair(wireOpts: ShmWireOptions, a: Partial<StackOptions> = {}, b: Partial<StackOptions> = {}): Promise<[Stack, Stack]> {
   return createStackPair(wireOpts, { address: '10.90.0.1/24', ...a }, { address: '10.90.0.2/24', ...b });
@@ -156,6 +157,7 @@ t.test('every server of the echoing stack restarted mid-transfer: nothing lost',
         });
         A.inject(server, kind);
         await back;
+        await flowing(A);
       }
     }
     const r = await run;
