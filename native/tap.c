@@ -149,8 +149,8 @@ static int is_nullish(napi_env env, napi_value v) {
   return t == napi_undefined || t == napi_null;
 }
 
-/* Reads an int32 argument; throws and returns -1 if it is not a number. */
-static int get_int32(napi_env env, napi_value v, const char *what, int32_t *out) {
+/* Reads a number argument; throws a TypeError and returns -1 if it is not one. */
+static int get_number(napi_env env, napi_value v, const char *what, double *out) {
   napi_valuetype t;
   if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
     char m[128];
@@ -158,14 +158,23 @@ static int get_int32(napi_env env, napi_value v, const char *what, int32_t *out)
     throw_type(env, m);
     return -1;
   }
+  napi_get_value_double(env, v, out);
+  return 0;
+}
+
+/* Throws a RangeError "<what> must be <rule>" and returns -1. */
+static int range_fail(napi_env env, const char *what, const char *rule) {
+  char m[128];
+  snprintf(m, sizeof m, "%s must be %s", what, rule);
+  throw_range(env, m);
+  return -1;
+}
+
+/* Reads an int32 argument; throws and returns -1 if it is not one. */
+static int get_int32(napi_env env, napi_value v, const char *what, int32_t *out) {
   double d;
-  napi_get_value_double(env, v, &d);
-  if (!(d >= INT32_MIN && d <= INT32_MAX) || d != (double)(int32_t)d) {
-    char m[128];
-    snprintf(m, sizeof m, "%s must be an int32 integer", what);
-    throw_range(env, m);
-    return -1;
-  }
+  if (get_number(env, v, what, &d) < 0) return -1;
+  if (!(d >= INT32_MIN && d <= INT32_MAX) || d != (double)(int32_t)d) return range_fail(env, what, "an int32 integer");
   *out = (int32_t)d;
   return 0;
 }
@@ -622,21 +631,9 @@ static napi_value js_write_batch(napi_env env, napi_callback_info info) {
 
 /* A byte offset: an integer in [0, 2^53). */
 static int get_offset(napi_env env, napi_value v, const char *what, int64_t *out) {
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
-    char m[128];
-    snprintf(m, sizeof m, "%s must be a number", what);
-    throw_type(env, m);
-    return -1;
-  }
   double d;
-  napi_get_value_double(env, v, &d);
-  if (!(d >= 0 && d < 9007199254740992.0) || d != (double)(int64_t)d) {
-    char m[128];
-    snprintf(m, sizeof m, "%s must be a non-negative integer below 2^53", what);
-    throw_range(env, m);
-    return -1;
-  }
+  if (get_number(env, v, what, &d) < 0) return -1;
+  if (!(d >= 0 && d < 9007199254740992.0) || d != (double)(int64_t)d) return range_fail(env, what, "a non-negative integer below 2^53");
   *out = (int64_t)d;
   return 0;
 }
