@@ -28,6 +28,7 @@ import * as nodeNet from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Stack } from '../kernel-shim/stack.js';
 import { createStackPair } from '../kernel-shim/stack-pair.js';
+import { fmt, textTable } from './table.js';
 
 export const NET_TESTS = ['bulk', 'rr', 'crr'] as const;
 export type NetTest = (typeof NET_TESTS)[number];
@@ -392,7 +393,9 @@ export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResu
       const rows = new Map<string, NetBenchRow[]>();
       const add = (r: NetBenchRow): void => {
         const k = `${r.system}/${r.placement}`;
-        rows.set(k, [...(rows.get(k) ?? []), r]);
+        const list = rows.get(k);
+        if (list) list.push(r);
+        else rows.set(k, [r]);
       };
       for (let round = 1; round <= rounds; round++) {
         const of = rounds > 1 ? ` round ${round}/${rounds}` : '';
@@ -425,9 +428,6 @@ export function medianRow(rows: readonly NetBenchRow[]): NetBenchRow {
   return sorted[(sorted.length - 1) >> 1];
 }
 
-const fmt = (x: number | null, digits = 0): string =>
-  x === null || !Number.isFinite(x) ? '-' : x >= 1000 ? Math.round(x).toLocaleString('en-US') : x.toFixed(digits);
-
 /** The table printed on a terminal. */
 export function formatNetBench(r: NetBenchResult): string {
   const head = ['test', 'system', 'placement', 'MB/s', 'tx/s', 'conn/s', 'mean µs', 'p99 µs', 'CPU s', 'per CPU s'];
@@ -443,14 +443,10 @@ export function formatNetBench(r: NetBenchResult): string {
     fmt(x.cpuS, 2),
     fmt(x.perCpuSecond, 1),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   const out = [
     `keepnet: two stacks on the shared-memory wire (mtu ${r.wire.mtu}, checksum offload ${r.wire.checksumOffload ? 'on' : 'off'}); kernel: node:net over ${r.kernel.address}; ${r.durationS} s per measurement in ${r.rounds} alternating rounds (each row: the median round), one process`,
     '',
-    line(head),
-    line(widths.map((w) => '-'.repeat(w))),
-    ...rows.map(line),
+    ...textTable(head, rows, 3),
     '',
     'keepnet (best placement) / kernel: ' +
       Object.entries(r.ratios)

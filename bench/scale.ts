@@ -20,6 +20,7 @@ import { C } from '../servers/runtime/control.js';
 import type * as nodeNet from 'node:net';
 import { Stack } from '../kernel-shim/stack.js';
 import { createStackPair } from '../kernel-shim/stack-pair.js';
+import { fmt, textTable } from './table.js';
 
 export const SCALE_TESTS = ['bulk', 'rr'] as const;
 export type ScaleTest = (typeof SCALE_TESTS)[number];
@@ -246,9 +247,6 @@ export async function benchScale(opts: ScaleOptions = {}): Promise<ScaleResult> 
   return { cores: availableParallelism(), placement: 'dedicated', wire: { kind: 'shm', mtu, checksumOffload: true }, durationS, connections: k, results };
 }
 
-const fmt = (x: number | null, digits = 0): string =>
-  x === null || !Number.isFinite(x) ? '-' : x >= 1000 ? Math.round(x).toLocaleString('en-US') : x.toFixed(digits);
-
 /** The table printed on a terminal. */
 export function formatScaleBench(r: ScaleResult): string {
   const head = ['test', 'instances', 'threads', 'MB/s', 'tx/s', 'mean µs', 'x 1 inst.', 'CPU s', 'per CPU s', 'conns per instance'];
@@ -264,14 +262,10 @@ export function formatScaleBench(r: ScaleResult): string {
     fmt(x.perCpuSecond, 1),
     x.perInstance.join('/'),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   return [
     `keepnet flow-sharded tcp: two stacks on the shared-memory wire (mtu ${r.wire.mtu}), dedicated placement, ${r.connections} connections, ${r.durationS} s per figure, ${r.cores} cores`,
     '',
-    line(head),
-    line(widths.map((w) => '-'.repeat(w))),
-    ...rows.map(line),
+    ...textTable(head, rows, 1),
     '',
     'threads: server threads of both stacks (plus the application thread). x 1 inst.: this figure over the one-instance figure of this run.',
     '',

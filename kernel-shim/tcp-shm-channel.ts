@@ -33,6 +33,12 @@ function codeError(code: string, message: string): Error & { code: string } {
   return Object.assign(new Error(message), { code });
 }
 
+/** The message header of a shim record at `at`: any incarnation of the receiver, the shim's generation 1. */
+function stamp(b: Uint8Array, at: number): void {
+  wr32(b, at + HDR_DST_GEN, 0);
+  wr32(b, at + HDR_SRC_GEN, 1);
+}
+
 export class ShmTcpChannel implements TcpChannel {
   readonly views: TcpViews;
   private readonly ring: RingProducer;
@@ -89,8 +95,7 @@ export class ShmTcpChannel implements TcpChannel {
   /** Queue a record (type, payload bytes after the 8-byte header, already filled from offset 8). */
   send(tag: number, rec: Uint8Array): void {
     if (this.closed) return;
-    wr32(rec, HDR_DST_GEN, 0);
-    wr32(rec, HDR_SRC_GEN, 1);
+    stamp(rec, 0);
     (rec as Uint8Array & { tag?: number }).tag = tag;
     this.backlog.push(rec);
     this.drain();
@@ -155,8 +160,7 @@ export class ShmTcpChannel implements TcpChannel {
     rec[at + T.O_OP] = op;
     wr32(rec, at + T.O_VALUE, value);
     if (o < 0) return this.send(TCP_MSG.OP, rec);
-    wr32(rec, at + HDR_DST_GEN, 0);
-    wr32(rec, at + HDR_SRC_GEN, 1);
+    stamp(rec, at);
     this.ring.commit();
     this.flushSoon();
   }

@@ -11,6 +11,7 @@ import { Doorbell } from '../../shared-rings/doorbell.js';
 import { ShmWire } from '../driver/shm-wire.js';
 import { DEFAULT_MAX_CONNECTIONS, TcpLayout, wireBufferBytes, type TcpLayoutOptions } from '../tcp/layout.js';
 import { C, ControlBlock } from './control.js';
+import { HEADROOM } from './messages.js';
 import { Counters } from './counters.js';
 import { hostsFor, linkName, linksFor, serverNames, validateTcpInstances, type Endpoint, type Placement, type ServerName } from './topology.js';
 import { newShardKey, type TcpShards } from './flow-shard.js';
@@ -106,7 +107,7 @@ export function createStackMemory(opts: StackMemoryOptions = {}): StackMemoryIni
   // for lost (`bench bulk`, shm wire, MTU 65535). Reserved, not touched: pages are committed when used.
   const gsoTap = opts.config?.link.kind === 'tap' && (opts.config.link.vnetHdrSize ?? 0) > 0;
   const smallSize = opts.poolBufferSize ?? 2048;
-  const bigFrames = gsoTap || (opts.config?.link.kind === 'shm' && (opts.config.iface?.mtu ?? 0) + 64 > smallSize);
+  const bigFrames = gsoTap || (opts.config?.link.kind === 'shm' && (opts.config.iface?.mtu ?? 0) + HEADROOM > smallSize);
   const pools = Pools.create({
     smallBuffers: opts.poolBuffers ?? 4096,
     smallSize,
