@@ -1,7 +1,7 @@
 /**
  * `keepnet bench bulk|rr|crr|all`: keepnet stack to stack over the shared-memory wire, side by side with
- * Node's own `net` over loopback (the kernel's TCP), in one run, on one machine. Both ends live in this
- * one Node process for both systems, and the very same client and server code runs on both (it only
+ * Node's own `net` over loopback (the kernel's TCP), in one run, on one machine. Both ends of a system live
+ * in one Node process (a process per system), and the very same client and server code runs on both (it only
  * sees a `net`-style module), so the comparison is like for like.
  *
  *   bulk  one connection, the client writes 256 KiB chunks as fast as the socket takes them; the server
@@ -12,21 +12,21 @@
  *         Connections/s.
  *
  * CPU is process.cpuUsage() (user + system) around each measured window: it covers every thread of the
- * process that measures (keepnet's: this one; the kernel's: the forked one), so keepnet's server
+ * process that measures (each system's own forked process), so keepnet's server
  * workers and the kernel's work done on behalf of the process's syscalls (loopback's softirq time is
- * mostly charged to the sending thread) are both counted. Each measurement
- * has a short warm-up (not measured) so that connection set-up and JIT are out of the window.
+ * mostly charged to the sending thread) are both counted. Each test first runs unmeasured on every
+ * system for `warmup` seconds (JIT), and each measurement has a short warm-up of its own (connection
+ * set-up) before its window.
  *
  * The systems are measured in alternating rounds (kernel, each placement, and again), each row being
- * the round with the median figure, so that the machine's drift hits every system alike. keepnet's
- * stacks of every placement are started first and stay up (idle, parked) through the other rounds; the
- * kernel's measurements run in a forked process of their own (bench/kernel-child.ts says why), both
- * ends in that one process, with its own CPU accounting.
+ * the round with the median figure, so that the machine's drift hits every system alike. Each system
+ * and placement measures in a forked process of its own (bench/system-child.ts says why), both ends in
+ * that one process, with its own CPU accounting; keepnet's stacks stay up in theirs between rounds.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import * as nodeNet from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { Stack } from '../kernel-shim/stack.js';
+import type { Stack } from '../kernel-shim/stack.js';
 import { createStackPair } from '../kernel-shim/stack-pair.js';
 import { fmt, textTable } from './table.js';
 
@@ -66,6 +66,8 @@ export interface NetBenchResult {
   durationS: number;
   /** Rounds each system and placement was measured in, alternating; each row is the median round. */
   rounds: number;
+  /** Unmeasured seconds of each test run by each system and placement before its first round. */
+  warmupS: number;
   results: NetBenchRow[];
   /** keepnet's best placement divided by the kernel, per test (bulk: MB/s, rr: tps, crr: cps). */
   ratios: Partial<Record<NetTest, number>>;
@@ -79,6 +81,15 @@ export interface NetBenchOptions {
    * duration / rounds seconds after a warm-up of 15% of that, and each row is the median round.
    */
   rounds?: number;
+  /**
+   * Seconds each system and placement runs each test, unmeasured, before the rounds (default 2; 0: none).
+   * keepnet's servers are JavaScript in worker threads: V8 compiles their hot paths while they run, on
+   * background threads that compete for this machine's two cores with the stacks themselves, and a fresh
+   * stack's bulk rate climbs for 2-4 s (measured: 270-320 MB/s in the first 0.3 s of a first connection,
+   * about 1500 by a third). A long-running service is past that; a measurement should be too. The kernel
+   * gets the same warm-up, in its own process.
+   */
+  warmup?: number;
   tests?: readonly NetTest[];
   placements?: readonly BenchPlacement[];
   /** keepnet's shm wire MTU (default 65535) and checksum offload (default true). */
@@ -298,20 +309,50 @@ async function crr(net: NetLike, host: string, durationS: number): Promise<Omit<
 
 const RUN: Record<NetTest, typeof bulk> = { bulk, rr, crr };
 
-/** One kernel measurement in this process (bench/kernel-child.ts runs it). */
-export function measureKernel(test: NetTest, seconds: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement'>> {
-  return RUN[test](nodeNet as unknown as NetLike, '127.0.0.1', seconds);
+/** What one measuring process runs: the kernel's TCP, or two keepnet stacks in one placement. */
+export type SystemSpec =
+  | { system: 'kernel' }
+  | { system: 'keepnet'; placement: BenchPlacement; mtu: number; checksumOffload: boolean; tcpInstances: number };
+
+/** A system open in this process: a net module and the host its servers listen on. */
+export interface OpenSystem {
+  net: NetLike;
+  host: string;
+  stacks: Stack[];
 }
 
-/** The forked kernel process (bench/kernel-child.ts): one measurement at a time. */
-class KernelProcess {
+/** Open a system in this process (bench/system-child.ts does, once per process). */
+export async function openSystem(spec: SystemSpec): Promise<OpenSystem> {
+  if (spec.system === 'kernel') return { net: nodeNet as unknown as NetLike, host: '127.0.0.1', stacks: [] };
+  const shards = spec.tcpInstances > 1 ? { tcpInstances: spec.tcpInstances } : {};
+  const [A, B] = await createStackPair(
+    { mtu: spec.mtu, checksumOffload: spec.checksumOffload },
+    { address: '10.95.0.1/24', placement: spec.placement, ...shards },
+    { address: '10.95.0.2/24', placement: spec.placement, ...shards },
+  );
+  await sleep(200); // let the standbys park before measuring
+  return { net: splitNet(A, B), host: '10.95.0.1', stacks: [A, B] };
+}
+
+/** One measurement on an open system. */
+export function measureOn(sys: OpenSystem, test: NetTest, seconds: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement'>> {
+  return RUN[test](sys.net, sys.host, seconds);
+}
+
+export async function closeSystem(sys: OpenSystem): Promise<void> {
+  await Promise.allSettled(sys.stacks.map((s) => s.close()));
+}
+
+/** A forked measuring process (bench/system-child.ts) for one system: one measurement at a time. */
+class SystemProcess {
   private readonly child: ChildProcess;
   private next = 1;
   private readonly waiting = new Map<number, { resolve: (r: Omit<NetBenchRow, 'test' | 'system' | 'placement'>) => void; reject: (e: Error) => void }>();
   private exited: Error | null = null;
+  private readonly closed: Promise<void>;
 
-  constructor() {
-    this.child = fork(fileURLToPath(new URL('./kernel-child.js', import.meta.url)), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  constructor(readonly name: string, spec: SystemSpec) {
+    this.child = fork(fileURLToPath(new URL('./system-child.js', import.meta.url)), [JSON.stringify(spec)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     this.child.on('message', (msg: unknown) => {
       const m = msg as { id?: number; row?: Omit<NetBenchRow, 'test' | 'system' | 'placement'>; error?: string };
       if (typeof m?.id !== 'number') return;
@@ -319,10 +360,11 @@ class KernelProcess {
       if (!w) return;
       this.waiting.delete(m.id);
       if (m.row) w.resolve(m.row);
-      else w.reject(new Error(`kernel measurement failed: ${m.error}`));
+      else w.reject(new Error(`${this.name} measurement failed: ${m.error}`));
     });
-    this.child.on('exit', (code, signal) => this.fail(new Error(`the kernel measurement process exited (${signal ?? code})`)));
-    this.child.on('error', (err) => this.fail(new Error(`the kernel measurement process failed: ${err.message}`)));
+    this.closed = new Promise((resolve) => this.child.once('exit', () => resolve()));
+    this.child.on('exit', (code, signal) => this.fail(new Error(`the ${this.name} measurement process exited (${signal ?? code})`)));
+    this.child.on('error', (err) => this.fail(new Error(`the ${this.name} measurement process failed: ${err.message}`)));
   }
 
   private fail(err: Error): void {
@@ -337,20 +379,19 @@ class KernelProcess {
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
       this.child.send({ id, test, seconds }, (err) => {
-        if (err) this.fail(new Error(`the kernel measurement process is gone: ${err.message}`));
+        if (err) this.fail(new Error(`the ${this.name} measurement process is gone: ${err.message}`));
       });
     });
   }
 
-  close(): void {
+  /** Disconnect: the child closes its stacks and exits. Resolves once it has (killed after 10 s). */
+  async close(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     if (this.child.connected) this.child.disconnect();
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+    await this.closed;
+    clearTimeout(timer);
   }
-}
-
-/** Two keepnet stacks joined by the shared-memory wire, with the given placement. */
-async function keepnetPair(placement: BenchPlacement, mtu: number, checksumOffload: boolean, tcpInstances = 1): Promise<[Stack, Stack]> {
-  const shards = tcpInstances > 1 ? { tcpInstances } : {};
-  return createStackPair({ mtu, checksumOffload }, { address: '10.95.0.1/24', placement, ...shards }, { address: '10.95.0.2/24', placement, ...shards });
 }
 
 /** A net module whose servers listen on stack A and whose clients connect from stack B. */
@@ -369,6 +410,10 @@ export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResu
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) {
     throw Object.assign(new RangeError(`rounds must be an integer in [1, 100], got ${rounds}`), { code: 'ERR_OUT_OF_RANGE' });
   }
+  const warmupS = opts.warmup ?? 2;
+  if (!Number.isFinite(warmupS) || warmupS < 0 || warmupS > 600) {
+    throw Object.assign(new RangeError(`warmup must be a number of seconds in [0, 600], got ${warmupS}`), { code: 'ERR_OUT_OF_RANGE' });
+  }
   const tests = opts.tests ?? NET_TESTS;
   const placements = opts.placements ?? PLACEMENTS;
   const mtu = opts.mtu ?? 65535;
@@ -376,15 +421,13 @@ export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResu
   const progress = opts.onProgress ?? (() => {});
   const results: NetBenchRow[] = [];
 
-  const kernel = new KernelProcess();
-  const pairs: [BenchPlacement, Stack, Stack][] = [];
+  // Every system and placement measures in a process of its own (bench/system-child.ts says why).
+  const kernel = new SystemProcess('kernel', { system: 'kernel' });
+  const keepnet: [BenchPlacement, SystemProcess][] = placements.map((placement) => [
+    placement,
+    new SystemProcess(`keepnet ${placement}`, { system: 'keepnet', placement, mtu, checksumOffload, tcpInstances: opts.tcpInstances ?? 1 }),
+  ]);
   try {
-    for (const placement of placements) {
-      progress(`starting two keepnet stacks (${placement})`);
-      const [A, B] = await keepnetPair(placement, mtu, checksumOffload, opts.tcpInstances ?? 1);
-      pairs.push([placement, A, B]);
-    }
-    await sleep(200); // let the standbys park before measuring
     // Rounds alternate the systems (kernel, then each placement, again and again), and each row is the
     // round with the median figure: this machine's speed drifts by 2x within a minute (other tenants of
     // the host), and a drift that lands on one system's whole run would decide the ratio.
@@ -397,20 +440,24 @@ export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResu
         if (list) list.push(r);
         else rows.set(k, [r]);
       };
+      if (warmupS > 0) {
+        progress(`${test}: warming up (${warmupS} s each, not measured)`);
+        await kernel.run(test, warmupS);
+        for (const [, p] of keepnet) await p.run(test, warmupS);
+      }
       for (let round = 1; round <= rounds; round++) {
         const of = rounds > 1 ? ` round ${round}/${rounds}` : '';
         progress(`${test}: kernel (node:net over loopback)${of}`);
         add({ test, system: 'kernel', placement: 'n/a', ...(await kernel.run(test, perRound)) });
-        for (const [placement, A, B] of pairs) {
+        for (const [placement, p] of keepnet) {
           progress(`${test}: keepnet ${placement} (shm wire, mtu ${mtu})${of}`);
-          add({ test, system: 'keepnet', placement, ...(await RUN[test](splitNet(A, B), '10.95.0.1', perRound)) });
+          add({ test, system: 'keepnet', placement, ...(await p.run(test, perRound)) });
         }
       }
       for (const list of rows.values()) results.push(medianRow(list));
     }
   } finally {
-    kernel.close();
-    await Promise.allSettled(pairs.flatMap(([, A, B]) => [A.close(), B.close()]));
+    await Promise.allSettled([kernel, ...keepnet.map(([, p]) => p)].map((p) => p.close()));
   }
   const ratios: Partial<Record<NetTest, number>> = {};
   for (const test of tests) {
@@ -418,7 +465,7 @@ export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResu
     const best = Math.max(...results.filter((r) => r.test === test && r.system === 'keepnet').map(metric));
     if (k) ratios[test] = best / metric(k);
   }
-  return { wire: { kind: 'shm', mtu, checksumOffload }, kernel: { kind: 'loopback', address: '127.0.0.1' }, durationS, rounds, results, ratios };
+  return { wire: { kind: 'shm', mtu, checksumOffload }, kernel: { kind: 'loopback', address: '127.0.0.1' }, durationS, rounds, warmupS, results, ratios };
 }
 
 /** The row of the round with the median figure (the lower middle one of an even count). */
@@ -444,7 +491,7 @@ export function formatNetBench(r: NetBenchResult): string {
     fmt(x.perCpuSecond, 1),
   ]);
   const out = [
-    `keepnet: two stacks on the shared-memory wire (mtu ${r.wire.mtu}, checksum offload ${r.wire.checksumOffload ? 'on' : 'off'}); kernel: node:net over ${r.kernel.address}; ${r.durationS} s per measurement in ${r.rounds} alternating rounds (each row: the median round), one process`,
+    `keepnet: two stacks on the shared-memory wire (mtu ${r.wire.mtu}, checksum offload ${r.wire.checksumOffload ? 'on' : 'off'}); kernel: node:net over ${r.kernel.address}; ${r.durationS} s per measurement in ${r.rounds} alternating rounds (each row: the median round) after ${r.warmupS} s of warm-up each; each system in a process of its own`,
     '',
     ...textTable(head, rows, 3),
     '',

@@ -58,6 +58,8 @@ export interface ScaleResult {
   placement: 'dedicated';
   wire: { kind: 'shm'; mtu: number; checksumOffload: boolean };
   durationS: number;
+  /** Unmeasured seconds each test ran on each pair before its measurement (JIT; see bench/net.ts). */
+  warmupS: number;
   connections: number;
   results: ScaleRow[];
 }
@@ -66,6 +68,8 @@ export interface ScaleOptions {
   instances?: readonly number[];
   connections?: number;
   duration?: number;
+  /** Seconds each test runs unmeasured on each pair first (default 2; 0: none): a new pair's threads start cold. */
+  warmup?: number;
   tests?: readonly ScaleTest[];
   mtu?: number;
   onProgress?: (what: string) => void;
@@ -213,6 +217,10 @@ export async function benchScale(opts: ScaleOptions = {}): Promise<ScaleResult> 
   const durationS = opts.duration ?? 3;
   const tests = opts.tests ?? SCALE_TESTS;
   const mtu = opts.mtu ?? 65535;
+  const warmupS = opts.warmup ?? 2;
+  if (!Number.isFinite(warmupS) || warmupS < 0 || warmupS > 600) {
+    throw Object.assign(new RangeError(`warmup must be a number of seconds in [0, 600], got ${warmupS}`), { code: 'ERR_OUT_OF_RANGE' });
+  }
   const progress = opts.onProgress ?? (() => {});
   const results: ScaleRow[] = [];
   for (const n of instances) {
@@ -221,6 +229,10 @@ export async function benchScale(opts: ScaleOptions = {}): Promise<ScaleResult> 
     try {
       await sleep(200); // let the standbys park before measuring
       for (const test of tests) {
+        if (warmupS > 0) {
+          progress(`${test}: warming up ${n} tcp instance${n > 1 ? 's' : ''} (${warmupS} s, not measured)`);
+          await run(test, A, B, k, warmupS);
+        }
         progress(`${test}: ${k} connections, ${n} tcp instance${n > 1 ? 's' : ''}`);
         const before = A.memory.tcpInstances.map((name) => A.stats().servers[name].protocol.accepted ?? 0);
         const r = await run(test, A, B, k, durationS);
@@ -244,7 +256,7 @@ export async function benchScale(opts: ScaleOptions = {}): Promise<ScaleResult> 
     const one = results.find((x) => x.test === r.test && x.instances === 1);
     r.ratio = one ? value(r) / value(one) : null;
   }
-  return { cores: availableParallelism(), placement: 'dedicated', wire: { kind: 'shm', mtu, checksumOffload: true }, durationS, connections: k, results };
+  return { cores: availableParallelism(), placement: 'dedicated', wire: { kind: 'shm', mtu, checksumOffload: true }, durationS, warmupS, connections: k, results };
 }
 
 /** The table printed on a terminal. */

@@ -1,15 +1,15 @@
 /**
- * `keepnet bench bulk|rr|crr|all [--duration S] [--rounds N] [--placement dedicated|shared] [--mtu N]
+ * `keepnet bench bulk|rr|crr|all [--duration S] [--rounds N] [--warmup S] [--placement dedicated|shared] [--mtu N]
  * [--json] [--svg FILE]`: keepnet stack to stack over the shared-memory wire against Node's net over loopback,
  * in one run (bench/net.ts). On a terminal: progress on stderr and a table; --json: one object;
  * --svg FILE: bar charts of the comparison (d3-scale for the scales, like bin/demo/report.ts).
  */
 import { writeFile } from 'node:fs/promises';
 import { scaleBand, scaleLinear } from 'd3-scale';
-import { benchProgress, durationOption, mtuOption, parseOrFail, roundsOption, tcpInstancesOption, type Fail } from './options.js';
+import { benchProgress, durationOption, mtuOption, parseOrFail, roundsOption, tcpInstancesOption, warmupOption, type Fail } from './options.js';
 import { benchNet, formatNetBench, NET_TESTS, PLACEMENTS, type NetBenchResult, type NetBenchRow, type NetTest, type BenchPlacement } from '../../bench/net.js';
 
-export const BENCH_NET_USAGE = `keepnet bench bulk|rr|crr|all [--duration S] [--rounds N] [--placement dedicated|shared] [--mtu N] [--tcp-instances N] [--json] [--svg FILE]`;
+export const BENCH_NET_USAGE = `keepnet bench bulk|rr|crr|all [--duration S] [--rounds N] [--warmup S] [--placement dedicated|shared] [--mtu N] [--tcp-instances N] [--json] [--svg FILE]`;
 
 export async function benchNetCommand(what: string, args: string[], fail: Fail): Promise<void> {
   const { values } = parseOrFail(
@@ -19,6 +19,7 @@ export async function benchNetCommand(what: string, args: string[], fail: Fail):
       svg: { type: 'string' },
       duration: { type: 'string' },
       rounds: { type: 'string' },
+      warmup: { type: 'string' },
       placement: { type: 'string' },
       mtu: { type: 'string' },
       'tcp-instances': { type: 'string' },
@@ -29,6 +30,7 @@ export async function benchNetCommand(what: string, args: string[], fail: Fail):
   if (!tests.every((t) => (NET_TESTS as readonly string[]).includes(t))) fail(`unknown benchmark '${what}'`);
   const duration = durationOption(values.duration, fail);
   const rounds = roundsOption(values.rounds, fail);
+  const warmup = warmupOption(values.warmup, fail);
   let placements: BenchPlacement[] = [...PLACEMENTS];
   if (values.placement !== undefined) {
     placements = values.placement.split(',') as BenchPlacement[];
@@ -37,7 +39,7 @@ export async function benchNetCommand(what: string, args: string[], fail: Fail):
   const mtu = mtuOption(values.mtu, fail, 65535);
   const tcpInstances = tcpInstancesOption(values['tcp-instances'], fail);
   const progress = benchProgress(values.json);
-  const r = await benchNet({ duration, rounds, tests, placements, mtu, tcpInstances, onProgress: progress.onProgress });
+  const r = await benchNet({ duration, rounds, warmup, tests, placements, mtu, tcpInstances, onProgress: progress.onProgress });
   progress.done();
   if (values.svg) await writeFile(values.svg, netBenchSvg(r));
   process.stdout.write(values.json ? JSON.stringify(r) + '\n' : formatNetBench(r) + (values.svg ? `\nchart: ${values.svg}` : '') + '\n');
@@ -101,7 +103,7 @@ export function netBenchSvg(r: NetBenchResult): string {
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">`);
   out.push(`<rect width="${width}" height="${height}" fill="white"/>`);
   out.push(
-    `<text x="12" y="22" font-size="15" font-weight="bold">${esc(`keepnet (shm wire, mtu ${r.wire.mtu}) vs kernel TCP (node:net over loopback), one process, ${r.durationS} s each in ${r.rounds} rounds (median)`)}</text>`,
+    `<text x="12" y="22" font-size="15" font-weight="bold">${esc(`keepnet (shm wire, mtu ${r.wire.mtu}) vs kernel TCP (node:net over loopback), a process each, ${r.durationS} s each in ${r.rounds} rounds (median)`)}</text>`,
   );
   const ratios = Object.entries(r.ratios)
     .map(([k, v]) => `${k} ${v!.toFixed(2)}x`)

@@ -1,13 +1,13 @@
 /**
- * `keepnet bench scale [--instances 1,2] [--connections K] [--tests bulk,rr] [--duration S] [--mtu N]
+ * `keepnet bench scale [--instances 1,2] [--connections K] [--tests bulk,rr] [--duration S] [--warmup S] [--mtu N]
  * [--json]`: throughput with 1, 2 (or the given) flow-sharded tcp instances per stack, side by side in
  * one run (bench/scale.ts).
  */
 import { benchScale, formatScaleBench, SCALE_TESTS, type ScaleTest } from '../../bench/scale.js';
 import { MAX_TCP_INSTANCES } from '../../servers/runtime/topology.js';
-import { benchProgress, durationOption, mtuOption, parseOrFail, type Fail } from './options.js';
+import { benchProgress, durationOption, mtuOption, parseOrFail, warmupOption, type Fail } from './options.js';
 
-export const BENCH_SCALE_USAGE = `keepnet bench scale [--instances 1,2] [--connections K] [--tests bulk,rr] [--duration S] [--mtu N] [--json]`;
+export const BENCH_SCALE_USAGE = `keepnet bench scale [--instances 1,2] [--connections K] [--tests bulk,rr] [--duration S] [--warmup S] [--mtu N] [--json]`;
 
 export async function benchScaleCommand(args: string[], fail: Fail): Promise<void> {
   const { values } = parseOrFail(
@@ -15,6 +15,7 @@ export async function benchScaleCommand(args: string[], fail: Fail): Promise<voi
     {
       json: { type: 'boolean' },
       duration: { type: 'string' },
+      warmup: { type: 'string' },
       instances: { type: 'string' },
       connections: { type: 'string' },
       tests: { type: 'string' },
@@ -23,6 +24,7 @@ export async function benchScaleCommand(args: string[], fail: Fail): Promise<voi
     fail,
   );
   const duration = durationOption(values.duration, fail);
+  const warmup = warmupOption(values.warmup, fail);
   const instances = (values.instances ?? '1,2').split(',').map(Number);
   if (!instances.every((n) => Number.isInteger(n) && n >= 1 && n <= MAX_TCP_INSTANCES)) {
     fail(`--instances must be a list of integers in [1, ${MAX_TCP_INSTANCES}], got '${values.instances}'`);
@@ -33,7 +35,7 @@ export async function benchScaleCommand(args: string[], fail: Fail): Promise<voi
   if (!tests.every((t) => (SCALE_TESTS as readonly string[]).includes(t))) fail(`--tests must be bulk, rr or both, got '${values.tests}'`);
   const mtu = mtuOption(values.mtu, fail, 65535);
   const progress = benchProgress(values.json);
-  const r = await benchScale({ instances, connections, duration, tests, mtu, onProgress: progress.onProgress });
+  const r = await benchScale({ instances, connections, duration, warmup, tests, mtu, onProgress: progress.onProgress });
   progress.done();
   process.stdout.write(values.json ? JSON.stringify(r) + '\n' : formatScaleBench(r) + '\n');
 }

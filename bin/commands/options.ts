@@ -29,6 +29,14 @@ export function durationOption(v: string | undefined, fail: Fail, dflt = 3): num
   return x;
 }
 
+/** Unmeasured warm-up seconds before a benchmark's rounds, 0..600 (default 2). */
+export function warmupOption(v: string | undefined, fail: Fail): number {
+  if (v === undefined) return 2;
+  const x = Number(v);
+  if (v.trim() === '' || !Number.isFinite(x) || x < 0 || x > 600) fail(`--warmup must be a number of seconds in [0, 600], got '${v}'`);
+  return x;
+}
+
 /** Alternating rounds of a benchmark, 1..100 (default 3). */
 export function roundsOption(v: string | undefined, fail: Fail): number {
   if (v === undefined) return 3;

@@ -17,10 +17,10 @@ const FIGURES: Record<string, string[]> = {
   crr: ['cps', 'rttUs', 'cpuS', 'perCpuSecond'],
 };
 
-t.test('keepnet bench all --duration 0.3 --json --svg', async (t) => {
+t.test('keepnet bench all --duration 0.3 --warmup 0.2 --json --svg', async (t) => {
   const svg = join(tmpdir(), `keepnet-bench-net-${process.pid}.svg`);
   t.teardown(() => rmSync(svg, { force: true }));
-  const r = await run(['bench', 'all', '--duration', '0.3', '--json', '--svg', svg]);
+  const r = await run(['bench', 'all', '--duration', '0.3', '--warmup', '0.2', '--json', '--svg', svg]);
   t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.slice(-2000)})`);
   const lines = r.stdout.trim().split('\n');
   t.equal(lines.length, 1, 'one line of JSON');
@@ -41,6 +41,7 @@ t.test('keepnet bench all --duration 0.3 --json --svg', async (t) => {
   for (const k of ['bulk', 'rr', 'crr']) t.ok(typeof j.ratios?.[k] === 'number' && Number.isFinite(j.ratios[k]) && j.ratios[k] > 0, `ratios.${k} = ${j.ratios?.[k]}`);
   t.type(j.wire?.mtu, 'number', 'the wire is reported');
   t.equal(j.rounds, 3, 'three alternating rounds by default');
+  t.equal(j.warmupS, 0.2, 'the warm-up asked for');
   const s = readFileSync(svg, 'utf8');
   t.match(s, /^<svg /, 'an SVG');
   t.match(s, /<\/svg>\s*$/, 'complete');
@@ -48,12 +49,13 @@ t.test('keepnet bench all --duration 0.3 --json --svg', async (t) => {
 });
 
 t.test('keepnet bench rr --placement shared --duration 0.2 --json: one test, one placement', async (t) => {
-  const r = await run(['bench', 'rr', '--placement', 'shared', '--duration', '0.2', '--rounds', '1', '--json']);
+  const r = await run(['bench', 'rr', '--placement', 'shared', '--duration', '0.2', '--rounds', '1', '--warmup', '0', '--json']);
   t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.slice(-2000)})`);
   const j = JSON.parse(r.stdout.trim());
   t.same(j.results.map((x: any) => `${x.test}/${x.system}/${x.placement}`), ['rr/kernel/n/a', 'rr/keepnet/shared']);
   t.same(Object.keys(j.ratios), ['rr']);
   t.equal(j.rounds, 1);
+  t.equal(j.warmupS, 0, 'no warm-up');
 });
 
 t.test('medianRow: the row of the median round, whole', async (t) => {
@@ -75,6 +77,11 @@ t.test('keepnet bench with a bad name or option fails with usage', async (t) => 
   const rounds = await run(['bench', 'bulk', '--rounds', '0']);
   t.equal(rounds.code, 2);
   t.match(rounds.stderr, /--rounds must be an integer in \[1, 100\]/);
+  for (const w of ['-1', 'soon', '601', '']) {
+    const warm = await run(['bench', 'rr', `--warmup=${w}`]);
+    t.equal(warm.code, 2, `--warmup '${w}': exit 2`);
+    t.match(warm.stderr, /--warmup must be a number of seconds in \[0, 600\]/);
+  }
   for (const args of [['bench', '--bogus'], ['bench', 'rings', '--bogus'], ['demo', '--bogus']]) {
     const u = await run(args);
     t.equal(u.code, 2, `${args.join(' ')}: exit code 2`);

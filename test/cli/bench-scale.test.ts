@@ -6,14 +6,15 @@
 import t from 'tap';
 import { runCli } from '../helpers/cli.js';
 
-t.test('keepnet bench scale --instances 1,2 --connections 4 --duration 0.3 --json', async (t) => {
-  const r = await runCli(['bench', 'scale', '--instances', '1,2', '--connections', '4', '--duration', '0.3', '--json']);
+t.test('keepnet bench scale --instances 1,2 --connections 4 --duration 0.3 --warmup 0.1 --json', async (t) => {
+  const r = await runCli(['bench', 'scale', '--instances', '1,2', '--connections', '4', '--duration', '0.3', '--warmup', '0.1', '--json']);
   t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.slice(-2000)})`);
   const lines = r.stdout.trim().split('\n');
   t.equal(lines.length, 1, 'one line of JSON');
   const j = JSON.parse(lines[0]);
   t.equal(j.placement, 'dedicated');
   t.equal(j.connections, 4);
+  t.equal(j.warmupS, 0.1, 'the warm-up asked for');
   t.type(j.cores, 'number');
   t.same(j.results.map((x: any) => `${x.test}/${x.instances}`), ['bulk/1', 'rr/1', 'bulk/2', 'rr/2']);
   for (const row of j.results) {
