@@ -28,6 +28,7 @@ export interface TapBenchRow {
 
 export interface TapBenchResult {
   durationS: number;
+  warmupS: number;
   placement: 'dedicated' | 'shared';
   results: TapBenchRow[];
   /** offload on / off, per direction, from this run. */
@@ -37,6 +38,8 @@ export interface TapBenchResult {
 export interface TapBenchOptions {
   duration: number;
   placement: 'dedicated' | 'shared';
+  /** Seconds each direction runs unmeasured before its measurement (default 2; 0: none). */
+  warmup?: number;
   /** Which configurations (default both: off, then on). */
   offloads?: boolean[];
   onProgress?: (what: string) => void;
@@ -45,7 +48,63 @@ export interface TapBenchOptions {
 const CHUNK = 256 * 1024;
 const peerScript = fileURLToPath(new URL('./tap-bulk-peer.js', import.meta.url));
 
+/** keepnet sends 256 KiB chunks for `seconds` to a sink in the namespace: what the sink counted. */
+async function send(stack: Stack, peer: KernelPeer, kernelAddr: string, seconds: number): Promise<{ bytes: number; ms?: number }> {
+  const sink = peer.sink(5001, 1, true);
+  await sink.listening;
+  await new Promise<void>((resolve, reject) => {
+    const chunk = Buffer.alloc(CHUNK, 0x5a);
+    const sock = stack.net.connect(5001, kernelAddr, () => {
+      const end = performance.now() + seconds * 1000;
+      const pump = (): void => {
+        while (performance.now() < end) {
+          if (!sock.write(chunk)) {
+            sock.once('drain', pump);
+            return;
+          }
+        }
+        sock.end();
+      };
+      pump();
+    });
+    sock.on('error', reject);
+    sock.on('close', () => resolve());
+    sock.resume();
+  });
+  return sink.result;
+}
+
+/** A source in the namespace sends for `seconds` to keepnet's server: what keepnet counted, checked against the source. */
+async function receive(stack: Stack, peer: KernelPeer, stackAddr: string, seconds: number): Promise<{ bytes: number; ms: number }> {
+  const got = new Promise<{ bytes: number; ms: number }>((resolve, reject) => {
+    const server = stack.net.createServer((s) => {
+      let bytes = 0;
+      let t0 = 0;
+      s.on('data', (d: Buffer) => {
+        if (bytes === 0) t0 = performance.now();
+        bytes += d.length;
+      });
+      s.on('end', () => {
+        const ms = performance.now() - t0;
+        s.end();
+        server.close();
+        resolve({ bytes, ms });
+      });
+      s.on('error', reject);
+    });
+    server.listen(5002);
+  });
+  const src = await peer.source(stackAddr, 5002, Number.MAX_SAFE_INTEGER, seconds, true).result;
+  const rx = await got;
+  if (src.bytes !== rx.bytes) throw new Error(`kernel sent ${src.bytes} bytes, keepnet received ${rx.bytes}`);
+  return rx;
+}
+
 export async function benchTap(o: TapBenchOptions): Promise<TapBenchResult> {
+  const warmupS = o.warmup ?? 2;
+  if (!Number.isFinite(warmupS) || warmupS < 0 || warmupS > 600) {
+    throw Object.assign(new RangeError(`warmup must be a number of seconds in [0, 600], got ${warmupS}`), { code: 'ERR_OUT_OF_RANGE' });
+  }
   const results: TapBenchRow[] = [];
   for (const offload of o.offloads ?? [false, true]) {
     const ns = tapNamespace(`knb-${process.pid}-${offload ? 1 : 0}`, { subnet: 81 });
@@ -58,58 +117,28 @@ export async function benchTap(o: TapBenchOptions): Promise<TapBenchResult> {
       await stack.start();
       ns.up();
       const peer = new KernelPeer(ns.name, peerScript);
-      const before = driverCounts(stack);
 
+      // Each direction first runs unmeasured for `warmup` seconds: V8 compiles the stack's servers
+      // while they run, and a fresh stack's rate climbs for 2-4 s (see bench/net.ts).
+      if (warmupS > 0) {
+        o.onProgress?.(`keepnet->kernel, offload ${offload ? 'on' : 'off'}: warming up (${warmupS} s)`);
+        await send(stack, peer, ns.kernelAddr, warmupS);
+      }
       o.onProgress?.(`keepnet->kernel, offload ${offload ? 'on' : 'off'}`);
-      const sink = peer.sink(5001, 1, true);
-      await sink.listening;
-      await new Promise<void>((resolve, reject) => {
-        const chunk = Buffer.alloc(CHUNK, 0x5a);
-        const sock = stack.net.connect(5001, ns.kernelAddr, () => {
-          const end = performance.now() + o.duration * 1000;
-          const pump = (): void => {
-            while (performance.now() < end) {
-              if (!sock.write(chunk)) {
-                sock.once('drain', pump);
-                return;
-              }
-            }
-            sock.end();
-          };
-          pump();
-        });
-        sock.on('error', reject);
-        sock.on('close', () => resolve());
-        sock.resume();
-      });
-      const tx = await sink.result;
+      const before = driverCounts(stack);
+      const tx = await send(stack, peer, ns.kernelAddr, o.duration);
       const mid = driverCounts(stack);
       results.push(row('keepnet->kernel', offload, tx, before, mid));
 
+      if (warmupS > 0) {
+        o.onProgress?.(`kernel->keepnet, offload ${offload ? 'on' : 'off'}: warming up (${warmupS} s)`);
+        await receive(stack, peer, ns.stackAddr, warmupS);
+      }
       o.onProgress?.(`kernel->keepnet, offload ${offload ? 'on' : 'off'}`);
-      const got = new Promise<{ bytes: number; ms: number }>((resolve, reject) => {
-        const server = stack.net.createServer((s) => {
-          let bytes = 0;
-          let t0 = 0;
-          s.on('data', (d: Buffer) => {
-            if (bytes === 0) t0 = performance.now();
-            bytes += d.length;
-          });
-          s.on('end', () => {
-            const ms = performance.now() - t0;
-            s.end();
-            server.close();
-            resolve({ bytes, ms });
-          });
-          s.on('error', reject);
-        });
-        server.listen(5002);
-      });
-      const src = await peer.source(ns.stackAddr, 5002, Number.MAX_SAFE_INTEGER, o.duration, true).result;
-      const rx = await got;
-      if (src.bytes !== rx.bytes) throw new Error(`kernel sent ${src.bytes} bytes, keepnet received ${rx.bytes}`);
+      const mid2 = driverCounts(stack);
+      const rx = await receive(stack, peer, ns.stackAddr, o.duration);
       const after = driverCounts(stack);
-      results.push(row('kernel->keepnet', offload, rx, mid, after));
+      results.push(row('kernel->keepnet', offload, rx, mid2, after));
     } finally {
       await stack.close();
       ns.destroy();
@@ -122,6 +151,7 @@ export async function benchTap(o: TapBenchOptions): Promise<TapBenchResult> {
   };
   return {
     durationS: o.duration,
+    warmupS,
     placement: o.placement,
     results,
     ratios: { 'keepnet->kernel': ratio('keepnet->kernel'), 'kernel->keepnet': ratio('kernel->keepnet') },
@@ -145,7 +175,7 @@ function driverCounts(stack: Stack): { rx: number; tx: number } {
 }
 
 export function formatTapBench(r: TapBenchResult): string {
-  const lines = [`keepnet <-> Linux kernel over TAP, bulk TCP, ${r.durationS} s each, placement ${r.placement} (MB = 10^6 bytes)`, ''];
+  const lines = [`keepnet <-> Linux kernel over TAP, bulk TCP, ${r.durationS} s each after ${r.warmupS} s of warm-up, placement ${r.placement} (MB = 10^6 bytes)`, ''];
   lines.push('direction          offload      MB/s   GSO frames rx/tx');
   for (const x of r.results) {
     lines.push(

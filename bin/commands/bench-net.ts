@@ -9,7 +9,6 @@ import { scaleBand, scaleLinear } from 'd3-scale';
 import { benchProgress, durationOption, mtuOption, parseOrFail, roundsOption, tcpInstancesOption, warmupOption, type Fail } from './options.js';
 import { benchNet, formatNetBench, NET_TESTS, PLACEMENTS, type NetBenchResult, type NetBenchRow, type NetTest, type BenchPlacement } from '../../bench/net.js';
 
-export const BENCH_NET_USAGE = `keepnet bench bulk|rr|crr|all [--duration S] [--rounds N] [--warmup S] [--placement dedicated|shared] [--mtu N] [--tcp-instances N] [--json] [--svg FILE]`;
 
 export async function benchNetCommand(what: string, args: string[], fail: Fail): Promise<void> {
   const { values } = parseOrFail(

@@ -16,8 +16,6 @@ import { FaultCampaign, type CampaignResult } from '../../kernel-shim/fault-camp
 import { formatBytes, LiveView } from '../demo/live-view.js';
 import { tcpInstancesOption } from './options.js';
 
-export const DEMO_USAGE = `keepnet demo [--duration S] [--both-stacks] [--tcp-instances N] [--plain] [--json]
-  (on a terminal: a live view until q or Ctrl-C; otherwise one line per event for 20 s)`;
 
 export interface DemoSummary {
   durationS: number;

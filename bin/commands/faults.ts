@@ -11,14 +11,6 @@ import type { Placement } from '../../servers/runtime/topology.js';
 import { writeReport } from '../demo/report.js';
 import { tcpInstancesOption } from './options.js';
 
-export const FAULTS_USAGE = `keepnet faults --count N [--servers driver,ip,tcp,udp] [--kinds crash,exit,hang,poison]
-               [--placement dedicated|shared] [--tcp-instances N] [--in-flight K] [--back-to-back] [--both-stacks]
-               [--no-traffic] [--report FILE.svg|FILE.html] [--json]
-  (faults go to stack A, the server side; --both-stacks alternates between A and B, the client side)
-  (--in-flight 0: no probe traffic; default 4 probes in flight per server)
-  (--no-traffic: one stack and probes only, no HTTP, bulk or UDP traffic)
-  (--back-to-back: do not wait for the warm standbys to be parked again between faults)
-  (--report: draw throughput over time with the faults marked, and a histogram of recovery times)`;
 
 export async function faultsCommand(args: string[], fail: (msg: string) => never): Promise<void> {
   const { values } = parseOrFail(fail, () => parseArgs({

@@ -13,8 +13,6 @@ import { startTcpService, type NetLike } from '../services/tcp-services.js';
 import type { Server } from 'node:net';
 import { tcpInstancesOption } from './options.js';
 
-export const TAP_USAGE = `keepnet tap --dev NAME [--netns NS] --address A.B.C.D/P [--gateway G] [--mtu N] [--pcap FILE]
-            [--serve echo,discard,http] [--tcp-instances N] [--offload on|off] [--json]`;
 
 const SERVICES = ['echo', 'discard', 'http'] as const;
 type Service = (typeof SERVICES)[number];

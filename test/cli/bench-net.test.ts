@@ -49,7 +49,8 @@ t.test('keepnet bench all --duration 0.3 --warmup 0.2 --json --svg', async (t) =
 });
 
 t.test('keepnet bench rr --placement shared --duration 0.2 --json: one test, one placement', async (t) => {
-  const r = await run(['bench', 'rr', '--placement', 'shared', '--duration', '0.2', '--rounds', '1', '--warmup', '0', '--json']);
+  // Options before the benchmark's name: their values are not taken for the name.
+  const r = await run(['bench', '--rounds', '1', '--warmup', '0', 'rr', '--placement', 'shared', '--duration', '0.2', '--json']);
   t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.slice(-2000)})`);
   const j = JSON.parse(r.stdout.trim());
   t.same(j.results.map((x: any) => `${x.test}/${x.system}/${x.placement}`), ['rr/kernel/n/a', 'rr/keepnet/shared']);

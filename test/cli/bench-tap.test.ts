@@ -1,5 +1,5 @@
 /**
- * `keepnet bench tap --duration 0.5 --json` as a child process (root: it creates a namespace and a
+ * `keepnet bench tap --duration 0.5 --warmup 0.2 --json` as a child process (root: it creates a namespace and a
  * TAP; skipped otherwise): the JSON shape, a row per direction and offload setting with bytes moved,
  * GSO frames only with offload on, and the ratios. No speed is asserted. Usage errors exit 2.
  */
@@ -12,6 +12,7 @@ t.test('keepnet bench tap: bad options fail with usage', async (t) => {
     [['bench', 'tap', '--offload', 'maybe'], /--offload must be on, off or both/],
     [['bench', 'tap', '--duration', '0'], /--duration must be a positive number/],
     [['bench', 'tap', '--placement', 'nowhere'], /--placement must be dedicated or shared/],
+    [['bench', 'tap', '--warmup=-2'], /--warmup must be a number of seconds in \[0, 600\]/],
   ] as const) {
     const r = await runCli([...args]);
     t.equal(r.code, 2, `${args.join(' ')}: exit 2`);
@@ -19,16 +20,18 @@ t.test('keepnet bench tap: bad options fail with usage', async (t) => {
   }
 });
 
-t.test('keepnet bench tap --duration 0.5 --json', { skip: canRunNetns() ? false : `needs root and iproute2: ${netnsUnavailableReason()}` }, async (t) => {
-  const r = await runCli(['bench', 'tap', '--duration', '0.5', '--json']);
+t.test('keepnet bench tap --duration 0.5 --warmup 0.2 --json', { skip: canRunNetns() ? false : `needs root and iproute2: ${netnsUnavailableReason()}` }, async (t) => {
+  const r = await runCli(['bench', 'tap', '--duration', '0.5', '--warmup', '0.2', '--json']);
   t.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
     durationS: number;
+    warmupS: number;
     placement: string;
     results: { direction: string; offload: boolean; mbps: number; bytes: number; rxGsoFrames: number; txGsoFrames: number }[];
     ratios: Record<string, number | null>;
   };
   t.equal(j.durationS, 0.5);
+  t.equal(j.warmupS, 0.2);
   t.equal(j.placement, 'shared');
   t.same(
     j.results.map((x) => [x.direction, x.offload]),
