@@ -161,6 +161,8 @@ export class ArpPollResult {
   readonly failedIps: Uint32Array;
   /** When to poll next (Infinity: nothing pending). */
   nextDeadlineUs = Infinity;
+  /** Entries whose deadline this poll ran (each changed a counter): 0 means the counters did not move. */
+  fired = 0;
 
   constructor(capacity: number, maxQueued: number) {
     this.requestIps = new Uint32Array(capacity);
@@ -406,12 +408,14 @@ export class ArpCache {
     const res = this.pollResult;
     res.requestCount = 0;
     res.failedCount = 0;
+    res.fired = 0;
     const v = this.counters.values;
     let next = Infinity;
     for (let s = 0; s < this.capacity; s++) {
       const st = this.eState[s];
       if (st === ARP_STATE_FREE || st === ARP_STATE_STATIC) continue;
       if (this.eDeadline[s] <= nowUs) {
+        res.fired++;
         switch (st) {
           case ARP_STATE_INCOMPLETE:
             if (this.eSent[s] < this.maxRequests) {

@@ -126,6 +126,8 @@ export class IpEngine {
   private readonly frag = new Fragmenter();
   private readonly icmp: IcmpErrorBuilder;
   private readonly persisted: PersistedCounters;
+  /** Set by the server on every record it hands in (any may count something); poll() publishes. */
+  countersMoved = true;
   private readonly ident: Int32Array;
   private readonly mac: number;
   private readonly address: number;
@@ -606,9 +608,12 @@ export class IpEngine {
     if (!this.announced && ctx.config.iface && ctx.config.link.kind !== 'none') {
       // Gratuitous ARP: tell the link who has our address (updates neighbours' caches after a restart).
       this.announced = true;
+      this.countersMoved = true;
       this.sendArpRequest(this.address, 0xffffffffffff);
     }
+    let moved = this.countersMoved;
     const p = this.arp.poll(nowUs);
+    if (p.fired > 0) moved = true;
     for (let i = 0; i < p.requestCount; i++) this.sendArpRequest(p.requestIps[i], p.requestEthDsts[i]);
     for (let i = 0; i < p.failedCount; i++) {
       const h = p.failed[i];
@@ -633,10 +638,17 @@ export class IpEngine {
     for (;;) {
       const n = reasm.expire(nowUs, this.quote, 0);
       if (n < 0) break;
+      moved = true;
       if (n > 0) this.sendIcmpError(11, 1, this.quote, 0, n, nowUs);
     }
     deadline = Math.min(deadline, reasm.nextDeadline());
-    this.persisted.sync();
+    // Publish the counters for stats() when they may have moved: the host polls before every park, so
+    // what a record did is published before the server sleeps. Copying them all on every poll (twice
+    // per wake-up) was 8% of a stack thread's busy time in `bench rr`.
+    if (moved) {
+      this.persisted.sync();
+      this.countersMoved = false;
+    }
     return deadline;
   }
 

@@ -209,8 +209,12 @@ t.test('RFC 5227 probe for our address is answered, never learnt', async (t) => 
 t.test('reachable -> stale -> probe (unicast) -> reachable, and the failure paths', async (t) => {
   const c = cache();
   c.input(requestFrom(2), 0);
-  t.equal(c.poll(30 * S - 1).nextDeadlineUs, 30 * S);
-  c.poll(30 * S);
+  const early = c.poll(30 * S - 1);
+  t.equal(early.nextDeadlineUs, 30 * S);
+  t.equal(early.fired, 0, 'nothing due: no entry ran (ip publishes its counters only when one did)');
+  const staleBefore = c.counters.get('stale');
+  t.equal(c.poll(30 * S).fired, 1, 'the entry whose deadline passed ran');
+  t.equal(c.counters.get('stale'), staleBefore + 1, 'and counted');
   t.equal(c.entry(host(2))!.state, 'stale');
   t.equal(c.query(host(2), 1, 31 * S), 'resolved', 'stale entries are still used');
   t.equal(c.entry(host(2))!.state, 'probe');
