@@ -273,6 +273,10 @@ function tcbWord(s: Shell, slot: number): number {
 const TCB_STATE = tcbFieldNames().indexOf('state');
 if (TCB_STATE < 0) throw new Error('Tcb schema has no state field');
 
+/** The Tcb word holding `synRetransmitted` (checked at load, like TCB_STATE). */
+const TCB_SYN_RETX = tcbFieldNames().indexOf('synRetransmitted');
+if (TCB_SYN_RETX < 0) throw new Error('Tcb schema has no synRetransmitted field');
+
 /** A slot's TCP state, read straight from its stored Tcb (scans need no full load). */
 function stateOf(s: Shell, slot: number): number {
   return s.v.tx[tcbWord(s, slot) + TCB_STATE];
@@ -818,17 +822,30 @@ function sendCookie(s: Shell, lslot: number, r: TcpRepr, data: Uint8Array, src: 
  * listener `lslot`, or of any listener when `lslot` is -1 (the table is full: a flood on one port
  * must not shut out every other). The search starts at a moving point, so the victim is effectively
  * random: a flood's children are the likely ones, and no peer can predict which is taken.
+ * A child whose SYN-ACK already went unanswered for a retransmission timeout (1 s at least) is taken
+ * first: a real peer's handshake completes within a round trip, and evicting one in progress answers
+ * its ACK with a reset (a client saw ECONNRESET, once, seconds after a SYN flood, when any child could
+ * be taken). Only when none has yet (the flood's first second) is a fresh one taken.
  */
 function evictEmbryonic(s: Shell, lslot: number): boolean {
   const table = s.table;
   const max = s.v.layout.maxConns;
   const start = (Atomics.add(s.v.header, H.PORT_CURSOR, 1) >>> 0) % max;
+  let victim = -1;
   for (let k = 0; k < max; k++) {
     const i = (start + k) % max;
     if (table.kind(i) !== KIND_CONN || table.get(i, M.READY) !== 0) continue;
     const parent = table.get(i, M.PARENT);
     if (parent === 0 || (lslot >= 0 && parent !== lslot + 1)) continue;
     if (stateOf(s, i) !== core.SYN_RECEIVED) continue;
+    if (victim < 0) victim = i;
+    if (s.v.tx[tcbWord(s, i) + TCB_SYN_RETX] !== 0) {
+      victim = i;
+      break;
+    }
+  }
+  if (victim >= 0) {
+    const i = victim;
     leaveBacklog(s, i);
     table.free(i);
     Atomics.store(s.v.sock, i * SW.WORDS + SW.GEN, 0);

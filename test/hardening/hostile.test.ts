@@ -225,3 +225,47 @@ t.test('SYN flood from spoofed addresses: established connections keep working, 
     t.equal(e.stack.stats().pool.inUse, 32, 'pool back to its baseline');
   });
 });
+
+t.test('a cookie ACK evicts a child whose SYN-ACK went unanswered, not a handshake in progress', async (t) => {
+  // Backlog 2. F's SYN takes a place and F never answers: the stack retransmits its SYN-ACK after its
+  // 1 s timeout. Then X's SYN takes the other place, X holding its ACK back. Y's SYN finds the backlog
+  // full and gets a cookie, and so does Y's ACK: one child must give its place up. Taking X's would
+  // answer X's ACK with a reset (a client saw ECONNRESET seconds after a SYN flood, when any child
+  // could be taken); F's, whose SYN-ACK went unanswered for a timeout, goes first.
+  await withEcho(
+    async (e) => {
+      const tc = (): Record<string, number> => e.stack.stats().servers.tcp.protocol;
+      const synAck = (s: { flags: number }): boolean => (s.flags & (TCP.SYN | TCP.ACK)) === (TCP.SYN | TCP.ACK);
+      // Z's connection comes and goes first, so that X's child takes the slot below F's: the eviction
+      // scan meets X's child first from almost every starting point, and only the preference for a
+      // retransmitted child keeps it (without it, this test fails).
+      const z = await established(e, 42003);
+      const f = new ScriptedTcp(e.peer, PEER, STACK, 42000, PORT, 999);
+      await f.send(TCP.SYN, undefined, { options: synOptions(1460, 1, 0) });
+      t.ok(await f.next(synAck), 'F: SYN-ACK');
+      const used = tcpUsed(e.stack);
+      await z.send(TCP.RST | TCP.ACK);
+      await e.peer.until(() => tcpUsed(e.stack) < used, 3000);
+      t.equal(tcpUsed(e.stack), used - 1, "Z's slot is free again");
+      t.ok(await f.next(synAck, 5000), "F: the SYN-ACK again, after the stack's retransmission timeout");
+      const x = new ScriptedTcp(e.peer, PEER, STACK, 42001, PORT, 1111);
+      await x.send(TCP.SYN, undefined, { options: synOptions(1460, 1, 0) });
+      const sa = await x.next(synAck);
+      t.ok(sa, 'X: SYN-ACK');
+      if (!sa) return;
+      x.stackIss = sa.seq;
+      x.ack = (sa.seq + 1) >>> 0;
+      const y = new ScriptedTcp(e.peer, PEER, STACK, 42002, PORT, 2222);
+      t.ok(await y.connect(), 'Y: a SYN-ACK, and its ACK sent');
+      await e.peer.until(() => (tc()['syncookies-ok'] ?? 0) > 0, 3000);
+      t.equal(tc()['syncookies-sent'] ?? 0, 1, "Y's SYN was answered with a cookie");
+      t.equal(tc()['syn-evicted'] ?? 0, 1, "Y's ACK evicted a child");
+      t.ok(await works(y, 'y'), "Y's connection carries data");
+      await x.send(TCP.ACK);
+      t.ok(await works(x, 'x'), "X completes its handshake: its child was not the one evicted");
+      t.notOk(x.segments().some((s) => (s.flags & TCP.RST) !== 0), 'no reset to X');
+      t.equal(e.accepted, 3, 'Z, X and Y accepted');
+    },
+    { backlog: 2 },
+  );
+});
