@@ -6,10 +6,10 @@
  * re-offer counted two: 7779 in 2 s of bulk).
  */
 import t from 'tap';
-import type { Socket } from 'node:net';
 import { ShmWire } from '../../servers/driver/shm-wire.js';
 import { createStackPair } from '../../kernel-shim/stack-pair.js';
 import { seededBytes } from '../helpers/prng.js';
+import { sendAndCollect } from '../helpers/transfer.js';
 
 t.test('a nearly full wire: refused frames are re-offered, the data is intact, no pool anomaly', async (t) => {
   const mtu = 65535;
@@ -18,19 +18,7 @@ t.test('a nearly full wire: refused frames are re-offered, the data is intact, n
     await Promise.allSettled([A.close(), B.close()]);
   });
   const data = seededBytes(6 << 20, 11);
-  const chunks: Buffer[] = [];
-  await new Promise<void>((resolve, reject) => {
-    const server = A.net.createServer((s) => {
-      s.on('data', (d: Buffer) => chunks.push(d));
-      s.on('end', () => resolve());
-      s.on('error', reject);
-    });
-    server.listen(9100, '10.93.4.1', () => {
-      const c = B.net.connect(9100, '10.93.4.1') as unknown as Socket;
-      c.on('error', reject);
-      c.end(data);
-    });
-  });
+  const chunks = await sendAndCollect(A, B, '10.93.4.1', 9100, data);
   t.ok(Buffer.concat(chunks).equals(data), 'every byte arrived, in order');
   const drv = B.stats().servers.driver.protocol;
   t.ok((drv.txBackpressure ?? 0) > 0, `the wire refused frames (${drv.txBackpressure})`);

@@ -12,6 +12,7 @@ import type { Socket } from 'node:net';
 import { createStackPair } from '../../kernel-shim/stack-pair.js';
 import type { Stack } from '../../kernel-shim/stack.js';
 import { seededBytes } from '../helpers/prng.js';
+import { sendAndCollect } from '../helpers/transfer.js';
 
 const counter = (s: Stack, name: string): number => s.stats().servers.tcp.protocol[name] ?? 0;
 
@@ -21,20 +22,7 @@ t.test('bulk: the data arrives intact, and most reads wake nobody', async (t) =>
     await Promise.allSettled([A.close(), B.close()]);
   });
   const data = seededBytes(8 << 20, 7);
-  const chunks: Buffer[] = [];
-  await new Promise<void>((resolve, reject) => {
-    const server = A.net.createServer((s) => {
-      // Keep the reader cheap (no hashing while reading), so that it keeps up as an application does.
-      s.on('data', (d: Buffer) => chunks.push(d));
-      s.on('end', () => resolve());
-      s.on('error', reject);
-    });
-    server.listen(9100, '10.93.0.1', () => {
-      const c = B.net.connect(9100, '10.93.0.1') as unknown as Socket;
-      c.on('error', reject);
-      c.end(data);
-    });
-  });
+  const chunks = await sendAndCollect(A, B, '10.93.0.1', 9100, data);
   t.ok(Buffer.concat(chunks).equals(data), 'every byte arrived, in order');
   const { windowKicks, windowKicksSkipped } = A.tcpChannel.stats;
   t.ok(chunks.length > 50, `the receiver read in many pieces (${chunks.length})`);
