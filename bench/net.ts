@@ -323,6 +323,7 @@ export interface OpenSystem {
 
 /** Open a system in this process (bench/system-child.ts does, once per process). */
 export async function openSystem(spec: SystemSpec): Promise<OpenSystem> {
+  if (spec.system !== 'kernel' && spec.system !== 'keepnet') throw new TypeError(`unknown system ${JSON.stringify(spec)}`);
   if (spec.system === 'kernel') return { net: nodeNet as unknown as NetLike, host: '127.0.0.1', stacks: [] };
   const shards = spec.tcpInstances > 1 ? { tcpInstances: spec.tcpInstances } : {};
   const [A, B] = await createStackPair(
@@ -343,41 +344,71 @@ export async function closeSystem(sys: OpenSystem): Promise<void> {
   await Promise.allSettled(sys.stacks.map((s) => s.close()));
 }
 
-/** A forked measuring process (bench/system-child.ts) for one system: one measurement at a time. */
+type Row = Omit<NetBenchRow, 'test' | 'system' | 'placement'>;
+
+/**
+ * A forked measuring process (bench/system-child.ts) for one system: one measurement at a time.
+ * `ready` settles once the child has opened its system (its stacks started), so that no measurement
+ * of another system runs while this one is still starting up. Every request has a deadline (a wedged
+ * child is killed, not waited for), and close() returns even if the child never started.
+ */
 class SystemProcess {
   private readonly child: ChildProcess;
   private next = 1;
-  private readonly waiting = new Map<number, { resolve: (r: Omit<NetBenchRow, 'test' | 'system' | 'placement'>) => void; reject: (e: Error) => void }>();
+  private readonly waiting = new Map<number, { resolve: (r: Row) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private exited: Error | null = null;
   private readonly closed: Promise<void>;
+  readonly ready: Promise<void>;
 
   constructor(readonly name: string, spec: SystemSpec) {
     this.child = fork(fileURLToPath(new URL('./system-child.js', import.meta.url)), [JSON.stringify(spec)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    let onReady: (err: Error | null) => void = () => {};
+    this.ready = new Promise((resolve, reject) => (onReady = (err) => (err ? reject(err) : resolve())));
+    this.ready.catch(() => {}); // reported to whoever awaits it; never unhandled
     this.child.on('message', (msg: unknown) => {
-      const m = msg as { id?: number; row?: Omit<NetBenchRow, 'test' | 'system' | 'placement'>; error?: string };
+      const m = msg as { id?: number; ready?: boolean; row?: Row; error?: string };
+      if (m?.ready !== undefined) return onReady(m.ready ? null : new Error(`${this.name} did not start: ${m.error}`));
       if (typeof m?.id !== 'number') return;
       const w = this.waiting.get(m.id);
       if (!w) return;
       this.waiting.delete(m.id);
+      clearTimeout(w.timer);
       if (m.row) w.resolve(m.row);
       else w.reject(new Error(`${this.name} measurement failed: ${m.error}`));
     });
-    this.closed = new Promise((resolve) => this.child.once('exit', () => resolve()));
-    this.child.on('exit', (code, signal) => this.fail(new Error(`the ${this.name} measurement process exited (${signal ?? code})`)));
-    this.child.on('error', (err) => this.fail(new Error(`the ${this.name} measurement process failed: ${err.message}`)));
+    // 'exit' may never come after a failed spawn ('error'): either one ends the process's life here.
+    this.closed = new Promise((resolve) => {
+      this.child.once('exit', () => resolve());
+      this.child.once('error', () => resolve());
+    });
+    const gone = (err: Error): void => {
+      onReady(err);
+      this.fail(err);
+    };
+    this.child.on('exit', (code, signal) => gone(new Error(`the ${this.name} measurement process exited (${signal ?? code})`)));
+    this.child.on('error', (err) => gone(new Error(`the ${this.name} measurement process failed: ${err.message}`)));
   }
 
   private fail(err: Error): void {
     this.exited ??= err;
-    for (const w of this.waiting.values()) w.reject(err);
+    for (const w of this.waiting.values()) {
+      clearTimeout(w.timer);
+      w.reject(err);
+    }
     this.waiting.clear();
   }
 
-  run(test: NetTest, seconds: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement'>> {
+  run(test: NetTest, seconds: number): Promise<Row> {
     if (this.exited) return Promise.reject(this.exited);
     const id = this.next++;
     return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
+      // The measurement takes `seconds` and a 15% pre-window; a child that has not answered long
+      // after that is wedged (a connection that never closes, a stack that never answers).
+      const timer = setTimeout(() => {
+        this.fail(new Error(`${this.name}: no answer to ${test} within ${Math.round(seconds * 2 + 30)} s`));
+        this.child.kill('SIGKILL');
+      }, (seconds * 2 + 30) * 1000);
+      this.waiting.set(id, { resolve, reject, timer });
       this.child.send({ id, test, seconds }, (err) => {
         if (err) this.fail(new Error(`the ${this.name} measurement process is gone: ${err.message}`));
       });
@@ -386,7 +417,7 @@ class SystemProcess {
 
   /** Disconnect: the child closes its stacks and exits. Resolves once it has (killed after 10 s). */
   async close(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    if (this.child.pid === undefined || this.child.exitCode !== null || this.child.signalCode !== null) return;
     if (this.child.connected) this.child.disconnect();
     const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
     await this.closed;
@@ -422,12 +453,19 @@ export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResu
   const results: NetBenchRow[] = [];
 
   // Every system and placement measures in a process of its own (bench/system-child.ts says why).
-  const kernel = new SystemProcess('kernel', { system: 'kernel' });
-  const keepnet: [BenchPlacement, SystemProcess][] = placements.map((placement) => [
-    placement,
-    new SystemProcess(`keepnet ${placement}`, { system: 'keepnet', placement, mtu, checksumOffload, tcpInstances: opts.tcpInstances ?? 1 }),
-  ]);
+  const procs: SystemProcess[] = [];
+  const keepnet: [BenchPlacement, SystemProcess][] = [];
   try {
+    const kernel = new SystemProcess('kernel', { system: 'kernel' });
+    procs.push(kernel);
+    for (const placement of placements) {
+      progress(`starting two keepnet stacks (${placement})`);
+      const p = new SystemProcess(`keepnet ${placement}`, { system: 'keepnet', placement, mtu, checksumOffload, tcpInstances: opts.tcpInstances ?? 1 });
+      procs.push(p);
+      keepnet.push([placement, p]);
+    }
+    // Nothing is measured while a system is still starting (its stacks' threads would compete).
+    await Promise.all(procs.map((p) => p.ready));
     // Rounds alternate the systems (kernel, then each placement, again and again), and each row is the
     // round with the median figure: this machine's speed drifts by 2x within a minute (other tenants of
     // the host), and a drift that lands on one system's whole run would decide the ratio.
@@ -457,7 +495,7 @@ export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResu
       for (const list of rows.values()) results.push(medianRow(list));
     }
   } finally {
-    await Promise.allSettled([kernel, ...keepnet.map(([, p]) => p)].map((p) => p.close()));
+    await Promise.allSettled(procs.map((p) => p.close()));
   }
   const ratios: Partial<Record<NetTest, number>> = {};
   for (const test of tests) {

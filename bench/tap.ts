@@ -76,6 +76,8 @@ async function send(stack: Stack, peer: KernelPeer, kernelAddr: string, seconds:
 
 /** A source in the namespace sends for `seconds` to keepnet's server: what keepnet counted, checked against the source. */
 async function receive(stack: Stack, peer: KernelPeer, stackAddr: string, seconds: number): Promise<{ bytes: number; ms: number }> {
+  let listening: () => void = () => {};
+  const ready = new Promise<void>((r) => (listening = r));
   const got = new Promise<{ bytes: number; ms: number }>((resolve, reject) => {
     const server = stack.net.createServer((s) => {
       let bytes = 0;
@@ -92,8 +94,11 @@ async function receive(stack: Stack, peer: KernelPeer, stackAddr: string, second
       });
       s.on('error', reject);
     });
-    server.listen(5002);
+    server.on('error', reject);
+    server.listen(5002, listening);
   });
+  // The source connects only once the server listens (else its SYN could meet a reset).
+  await Promise.race([ready, got]);
   const src = await peer.source(stackAddr, 5002, Number.MAX_SAFE_INTEGER, seconds, true).result;
   const rx = await got;
   if (src.bytes !== rx.bytes) throw new Error(`kernel sent ${src.bytes} bytes, keepnet received ${rx.bytes}`);

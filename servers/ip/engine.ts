@@ -51,7 +51,11 @@ export const IP_COUNTERS = [
   'arp-requests',
   'port-unreachables',
   'drop:no-route',
-  'drop:no-buffer',
+  'drop:deliver-no-buffer', // a reassembled datagram for udp/tcp found no pool buffer to move into
+  'drop:reply-no-buffer', // the echo reply to a reassembled ping found no pool buffer
+  'drop:icmp-no-buffer', // an ICMP error we would have sent found no pool buffer
+  'drop:frag-no-buffer', // a fragment of an outgoing datagram found no pool buffer
+  'drop:arp-no-buffer', // an ARP request found no pool buffer
   'drop:ring-full',
   'drop:bad-message',
   'drop:replay',
@@ -253,7 +257,7 @@ export class IpEngine {
         let l4Off = r.l4Off;
         if (r.reassembled) {
           // The datagram is in the reassembler's own buffer: move it into a pool buffer.
-          b = this.copyToPool(r.bytes, r.ipOff, r.ipLen);
+          b = this.copyToPool(r.bytes, r.ipOff, r.ipLen, 'drop:deliver-no-buffer');
           pools.free(buf, this.ctx.owner);
           if (b < 0) return;
           const at = pools.offsetOf(b) + 64; // copyToPool leaves 64 bytes of headroom
@@ -272,7 +276,7 @@ export class IpEngine {
           return;
         }
         // A reassembled (large) ping: its reply goes through the output path (fragmentation).
-        const b = this.copyToPool(r.bytes, r.ipOff, r.ipLen);
+        const b = this.copyToPool(r.bytes, r.ipOff, r.ipLen, 'drop:reply-no-buffer');
         pools.free(buf, this.ctx.owner);
         if (b >= 0) this.output(b, pools.offsetOf(b) + 64, r.ipLen, nowUs, 0);
         return;
@@ -308,11 +312,11 @@ export class IpEngine {
   }
 
   /** Copy an IPv4 packet into a fresh pool buffer at offset 64 (headroom for Ethernet). */
-  private copyToPool(src: Uint8Array, off: number, len: number): number {
+  private copyToPool(src: Uint8Array, off: number, len: number, noBuffer: IpCounter): number {
     const pools = this.ctx.pools;
     const b = pools.alloc(64 + len, this.ctx.owner);
     if (b < 0) {
-      this.count('drop:no-buffer');
+      this.count(noBuffer);
       return -1;
     }
     pools.bytesOf(b).set(src.subarray(off, off + len), pools.offsetOf(b) + 64);
@@ -384,7 +388,7 @@ export class IpEngine {
     const pools = this.ctx.pools;
     const b = pools.alloc(64 + ICMP_ERROR_MAX_LEN, this.ctx.owner);
     if (b < 0) {
-      this.count('drop:no-buffer');
+      this.count('drop:icmp-no-buffer');
       return;
     }
     const at = pools.offsetOf(b) + 64;
@@ -529,7 +533,7 @@ export class IpEngine {
       const n = this.frag.nextLen();
       const fb = pools.alloc(64 + n, ctx.owner);
       if (fb < 0) {
-        this.count('drop:no-buffer');
+        this.count('drop:frag-no-buffer');
         break;
       }
       const at = pools.offsetOf(fb) + 64;
@@ -656,7 +660,7 @@ export class IpEngine {
     const pools = this.ctx.pools;
     const b = pools.alloc(64, this.ctx.owner);
     if (b < 0) {
-      this.count('drop:no-buffer');
+      this.count('drop:arp-no-buffer');
       return;
     }
     this.arp.makeRequest(ip, this.arpRepr);

@@ -823,8 +823,8 @@ function sendCookie(s: Shell, lslot: number, r: TcpRepr, data: Uint8Array, src: 
  * must not shut out every other). The search starts at a moving point, so the victim is effectively
  * random: a flood's children are the likely ones, and no peer can predict which is taken.
  * A child whose SYN-ACK already went unanswered for a retransmission timeout (1 s at least) is taken
- * first: a real peer's handshake completes within a round trip, and evicting one in progress answers
- * its ACK with a reset (a client saw ECONNRESET, once, seconds after a SYN flood, when any child could
+ * first: a real peer's handshake completes within a round trip, well under that on most paths, and
+ * evicting one in progress answers its ACK with a reset (a client saw ECONNRESET, once, seconds after a SYN flood, when any child could
  * be taken). Only when none has yet (the flood's first second) is a fresh one taken.
  */
 function evictEmbryonic(s: Shell, lslot: number): boolean {

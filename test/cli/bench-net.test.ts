@@ -59,6 +59,14 @@ t.test('keepnet bench rr --placement shared --duration 0.2 --json: one test, one
   t.equal(j.warmupS, 0, 'no warm-up');
 });
 
+t.test('a system that cannot start fails the run with its reason (and its process is gone: the test ends)', async (t) => {
+  const { benchNet } = await import('../../bench/net.js');
+  await t.rejects(
+    benchNet({ tests: ['rr'], placements: ['shared'], tcpInstances: 17, duration: 0.1, rounds: 1, warmup: 0 }),
+    /keepnet shared did not start: .*tcpInstances/,
+  );
+});
+
 t.test('medianRow: the row of the median round, whole', async (t) => {
   const { medianRow } = await import('../../bench/net.js');
   const row = (mbps: number, cpuS: number) => ({ test: 'bulk' as const, system: 'kernel' as const, placement: 'n/a' as const, mbps, tps: null, cps: null, rttUs: null, rttP99Us: null, cpuS, perCpuSecond: mbps / cpuS, seconds: 1 });
