@@ -29,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import type { Stack } from '../kernel-shim/stack.js';
 import { createStackPair } from '../kernel-shim/stack-pair.js';
 import { fmt, textTable } from './table.js';
+import { warmupSeconds } from './warmup.js';
 
 export const NET_TESTS = ['bulk', 'rr', 'crr'] as const;
 export type NetTest = (typeof NET_TESTS)[number];
@@ -441,10 +442,7 @@ export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResu
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) {
     throw Object.assign(new RangeError(`rounds must be an integer in [1, 100], got ${rounds}`), { code: 'ERR_OUT_OF_RANGE' });
   }
-  const warmupS = opts.warmup ?? 2;
-  if (!Number.isFinite(warmupS) || warmupS < 0 || warmupS > 600) {
-    throw Object.assign(new RangeError(`warmup must be a number of seconds in [0, 600], got ${warmupS}`), { code: 'ERR_OUT_OF_RANGE' });
-  }
+  const warmupS = warmupSeconds(opts.warmup);
   const tests = opts.tests ?? NET_TESTS;
   const placements = opts.placements ?? PLACEMENTS;
   const mtu = opts.mtu ?? 65535;

@@ -21,6 +21,7 @@ import type * as nodeNet from 'node:net';
 import { Stack } from '../kernel-shim/stack.js';
 import { createStackPair } from '../kernel-shim/stack-pair.js';
 import { fmt, textTable } from './table.js';
+import { warmupSeconds } from './warmup.js';
 
 export const SCALE_TESTS = ['bulk', 'rr'] as const;
 export type ScaleTest = (typeof SCALE_TESTS)[number];
@@ -217,10 +218,7 @@ export async function benchScale(opts: ScaleOptions = {}): Promise<ScaleResult> 
   const durationS = opts.duration ?? 3;
   const tests = opts.tests ?? SCALE_TESTS;
   const mtu = opts.mtu ?? 65535;
-  const warmupS = opts.warmup ?? 2;
-  if (!Number.isFinite(warmupS) || warmupS < 0 || warmupS > 600) {
-    throw Object.assign(new RangeError(`warmup must be a number of seconds in [0, 600], got ${warmupS}`), { code: 'ERR_OUT_OF_RANGE' });
-  }
+  const warmupS = warmupSeconds(opts.warmup);
   const progress = opts.onProgress ?? (() => {});
   const results: ScaleRow[] = [];
   for (const n of instances) {

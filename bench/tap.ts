@@ -15,6 +15,7 @@
 import { fileURLToPath } from 'node:url';
 import { Stack } from '../kernel-shim/stack.js';
 import { KernelPeer, tapNamespace } from './tap-peer.js';
+import { warmupSeconds } from './warmup.js';
 
 export interface TapBenchRow {
   direction: 'keepnet->kernel' | 'kernel->keepnet';
@@ -106,10 +107,7 @@ async function receive(stack: Stack, peer: KernelPeer, stackAddr: string, second
 }
 
 export async function benchTap(o: TapBenchOptions): Promise<TapBenchResult> {
-  const warmupS = o.warmup ?? 2;
-  if (!Number.isFinite(warmupS) || warmupS < 0 || warmupS > 600) {
-    throw Object.assign(new RangeError(`warmup must be a number of seconds in [0, 600], got ${warmupS}`), { code: 'ERR_OUT_OF_RANGE' });
-  }
+  const warmupS = warmupSeconds(o.warmup);
   const results: TapBenchRow[] = [];
   for (const offload of o.offloads ?? [false, true]) {
     const ns = tapNamespace(`knb-${process.pid}-${offload ? 1 : 0}`, { subnet: 81 });

@@ -9,6 +9,7 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 /** What parseArgs returns for these options (positionals allowed). */
 export type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: O }>>;
 import { MAX_TCP_INSTANCES } from '../../servers/runtime/topology.js';
+import { WARMUP_DEFAULT_S } from '../../bench/warmup.js';
 
 export type Fail = (msg: string) => never;
 
@@ -29,9 +30,9 @@ export function durationOption(v: string | undefined, fail: Fail, dflt = 3): num
   return x;
 }
 
-/** Unmeasured warm-up seconds before a benchmark's rounds, 0..600 (default 2). */
+/** Unmeasured warm-up seconds before a benchmark's rounds, 0..600 (default 2: bench/warmup.ts). */
 export function warmupOption(v: string | undefined, fail: Fail): number {
-  if (v === undefined) return 2;
+  if (v === undefined) return WARMUP_DEFAULT_S;
   const x = Number(v);
   if (v.trim() === '' || !Number.isFinite(x) || x < 0 || x > 600) fail(`--warmup must be a number of seconds in [0, 600], got '${v}'`);
   return x;

@@ -13,7 +13,7 @@ import { createStackPair } from '../../kernel-shim/stack-pair.js';
 import type { ShmWireOptions } from '../../servers/driver/shm-wire.js';
 import { PcapReader } from '../../servers/driver/pcap.js';
 import { SERVER_NAMES } from '../../servers/runtime/topology.js';
-import { mulberry32, randInt } from '../helpers/prng.js';
+import { runEchoes, type EchoResult } from '../helpers/udp-echoes.js';
 import { flowing } from '../helpers/flowing.js';
 
 async function pair(wireOpts: ShmWireOptions, a: Partial<StackOptions> = {}, b: Partial<StackOptions> = {}): Promise<[Stack, Stack]> {
@@ -27,71 +27,9 @@ async function echoServer(s: Stack): Promise<void> {
   await new Promise<void>((r) => sock.bind(7, () => r()));
 }
 
-/**
- * `count` datagrams from `s` to 10.90.0.1:7 with `window` outstanding, sizes from a seeded generator,
- * resent after `retryMs` when no echo came back yet; resolves with what came back. `lost` does not
- * depend on timing: once every datagram has an echo, it waits (up to 10 s) for the echoes of the
- * resends and of slow originals, and counts the sends that never got one. A resend on a loaded machine
- * is only a slow echo; a lost datagram is a send without its echo. (A link that drops frames on
- * purpose passes awaitLate = false: its losses are the point, and waiting for them would be in vain.)
- */
-function echoes(s: Stack, count: number, seed: number, maxSize: number, window: number, retryMs: number, awaitLate = true) {
-  const rand = mulberry32(seed);
-  const payloads = Array.from({ length: count }, (_, i) => {
-    const b = Buffer.alloc(randInt(rand, 4, maxSize));
-    b.writeUInt32BE(i, 0);
-    for (let k = 4; k < b.length; k++) b[k] = randInt(rand, 0, 255);
-    return b;
-  });
-  const sock = s.dgram.createSocket('udp4');
-  const timers = new Map<number, NodeJS.Timeout>();
-  const done = new Uint8Array(count);
-  let next = 0;
-  let ok = 0;
-  let retries = 0;
-  let mismatched = 0;
-  let sent = 0;
-  let received = 0;
-  return new Promise<{ ok: number; retries: number; mismatched: number; lost: number }>((resolve) => {
-    const finish = (): void => {
-      const t0 = Date.now();
-      const check = (): void => {
-        if (awaitLate && received < sent && Date.now() - t0 < 10_000) return void setTimeout(check, 20);
-        sock.close();
-        resolve({ ok, retries, mismatched, lost: sent - received });
-      };
-      check();
-    };
-    const send = (i: number): void => {
-      sent++;
-      sock.send(payloads[i], 7, '10.90.0.1');
-      timers.set(
-        i,
-        setTimeout(() => {
-          if (done[i]) return;
-          retries++;
-          send(i);
-        }, retryMs),
-      );
-    };
-    const pump = (): void => {
-      while (next < count && timers.size < window) send(next++);
-      if (ok === count) finish();
-    };
-    sock.on('message', (msg: Buffer) => {
-      const i = msg.readUInt32BE(0);
-      if (i >= count) return;
-      if (!msg.equals(payloads[i])) return void mismatched++;
-      received++;
-      if (done[i]) return;
-      done[i] = 1;
-      ok++;
-      clearTimeout(timers.get(i));
-      timers.delete(i);
-      pump();
-    });
-    sock.bind(0, pump);
-  });
+/** `count` seeded datagrams from `s` to 10.90.0.1:7, checked (helpers/udp-echoes.ts). */
+function echoes(s: Stack, count: number, seed: number, maxSize: number, window: number, retryMs: number, awaitLate = true): Promise<EchoResult> {
+  return runEchoes(s.dgram.createSocket('udp4'), '10.90.0.1', 7, { count, seed, maxSize, window, retryMs, awaitLate });
 }
 
 t.test('jumbo MTU (9000) with checksum offload: 500 echoes byte-exact, large ones fragmented', async (t) => {
