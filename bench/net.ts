@@ -30,6 +30,7 @@ import type { Stack } from '../kernel-shim/stack.js';
 import { createStackPair } from '../kernel-shim/stack-pair.js';
 import { fmt, textTable } from './table.js';
 import { warmupSeconds } from './warmup.js';
+import { validateBusyPollUs } from '../servers/runtime/stack-memory.js';
 
 export const NET_TESTS = ['bulk', 'rr', 'crr'] as const;
 export type NetTest = (typeof NET_TESTS)[number];
@@ -57,6 +58,8 @@ export interface NetBenchRow {
   perCpuSecond: number;
   /** Length of the measured window (s). */
   seconds: number;
+  /** keepnet: its stacks' busy poll budget (stack option busyPollUs, µs; 0: threads park at once); kernel: null. */
+  busyPollUs: number | null;
 }
 
 export interface NetBenchResult {
@@ -98,6 +101,8 @@ export interface NetBenchOptions {
   checksumOffload?: boolean;
   /** Flow-sharded tcp instances per stack (default 1). */
   tcpInstances?: number;
+  /** The stacks' busy poll budget, microseconds (stack option busyPollUs; default: the stack's default for the placement). */
+  busyPollUs?: number;
   onProgress?: (what: string) => void;
 }
 
@@ -162,7 +167,7 @@ function p99(samples: number[]): number {
   return s[Math.min(s.length - 1, Math.floor(s.length * 0.99))];
 }
 
-async function bulk(net: NetLike, host: string, durationS: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement'>> {
+async function bulk(net: NetLike, host: string, durationS: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement' | 'busyPollUs'>> {
   let received = 0;
   let counting = false;
   const sockets: nodeNet.Socket[] = [];
@@ -219,7 +224,7 @@ function echo64(s: nodeNet.Socket, closeAfter: boolean): void {
   s.on('error', () => {});
 }
 
-async function rr(net: NetLike, host: string, durationS: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement'>> {
+async function rr(net: NetLike, host: string, durationS: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement' | 'busyPollUs'>> {
   const sockets: nodeNet.Socket[] = [];
   const { server, port } = await listen(
     net,
@@ -264,7 +269,7 @@ async function rr(net: NetLike, host: string, durationS: number): Promise<Omit<N
   return { mbps: null, tps: n / w.seconds, cps: null, rttUs: mean, rttP99Us: p99(rtts), cpuS: w.cpuS, perCpuSecond: n / w.cpuS, seconds: w.seconds };
 }
 
-async function crr(net: NetLike, host: string, durationS: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement'>> {
+async function crr(net: NetLike, host: string, durationS: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement' | 'busyPollUs'>> {
   const { server, port } = await listen(net, (s) => echo64(s, true), host);
   const req = Buffer.alloc(MSG, 0x71);
   let running = true;
@@ -313,7 +318,7 @@ const RUN: Record<NetTest, typeof bulk> = { bulk, rr, crr };
 /** What one measuring process runs: the kernel's TCP, or two keepnet stacks in one placement. */
 export type SystemSpec =
   | { system: 'kernel' }
-  | { system: 'keepnet'; placement: BenchPlacement; mtu: number; checksumOffload: boolean; tcpInstances: number };
+  | { system: 'keepnet'; placement: BenchPlacement; mtu: number; checksumOffload: boolean; tcpInstances: number; busyPollUs?: number };
 
 /** A system open in this process: a net module and the host its servers listen on. */
 export interface OpenSystem {
@@ -329,16 +334,17 @@ export async function openSystem(spec: SystemSpec): Promise<OpenSystem> {
   const shards = spec.tcpInstances > 1 ? { tcpInstances: spec.tcpInstances } : {};
   const [A, B] = await createStackPair(
     { mtu: spec.mtu, checksumOffload: spec.checksumOffload },
-    { address: '10.95.0.1/24', placement: spec.placement, ...shards },
-    { address: '10.95.0.2/24', placement: spec.placement, ...shards },
+    { address: '10.95.0.1/24', placement: spec.placement, busyPollUs: spec.busyPollUs, ...shards },
+    { address: '10.95.0.2/24', placement: spec.placement, busyPollUs: spec.busyPollUs, ...shards },
   );
   await sleep(200); // let the standbys park before measuring
   return { net: splitNet(A, B), host: '10.95.0.1', stacks: [A, B] };
 }
 
 /** One measurement on an open system. */
-export function measureOn(sys: OpenSystem, test: NetTest, seconds: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement'>> {
-  return RUN[test](sys.net, sys.host, seconds);
+export async function measureOn(sys: OpenSystem, test: NetTest, seconds: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement'>> {
+  const row = await RUN[test](sys.net, sys.host, seconds);
+  return { ...row, busyPollUs: sys.stacks[0]?.memory.init.busyPollUs ?? null };
 }
 
 export async function closeSystem(sys: OpenSystem): Promise<void> {
@@ -447,6 +453,7 @@ export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResu
   const placements = opts.placements ?? PLACEMENTS;
   const mtu = opts.mtu ?? 65535;
   const checksumOffload = opts.checksumOffload ?? true;
+  const busyPollUs = opts.busyPollUs === undefined ? undefined : validateBusyPollUs(opts.busyPollUs, 0);
   const progress = opts.onProgress ?? (() => {});
   const results: NetBenchRow[] = [];
 
@@ -458,7 +465,7 @@ export async function benchNet(opts: NetBenchOptions = {}): Promise<NetBenchResu
     procs.push(kernel);
     for (const placement of placements) {
       progress(`starting two keepnet stacks (${placement})`);
-      const p = new SystemProcess(`keepnet ${placement}`, { system: 'keepnet', placement, mtu, checksumOffload, tcpInstances: opts.tcpInstances ?? 1 });
+      const p = new SystemProcess(`keepnet ${placement}`, { system: 'keepnet', placement, mtu, checksumOffload, tcpInstances: opts.tcpInstances ?? 1, busyPollUs });
       procs.push(p);
       keepnet.push([placement, p]);
     }
@@ -513,7 +520,7 @@ export function medianRow(rows: readonly NetBenchRow[]): NetBenchRow {
 
 /** The table printed on a terminal. */
 export function formatNetBench(r: NetBenchResult): string {
-  const head = ['test', 'system', 'placement', 'MB/s', 'tx/s', 'conn/s', 'mean µs', 'p99 µs', 'CPU s', 'per CPU s'];
+  const head = ['test', 'system', 'placement', 'MB/s', 'tx/s', 'conn/s', 'mean µs', 'p99 µs', 'CPU s', 'per CPU s', 'poll µs'];
   const rows = r.results.map((x) => [
     x.test,
     x.system,
@@ -525,6 +532,7 @@ export function formatNetBench(r: NetBenchResult): string {
     fmt(x.rttP99Us, 1),
     fmt(x.cpuS, 2),
     fmt(x.perCpuSecond, 1),
+    fmt(x.busyPollUs),
   ]);
   const out = [
     `keepnet: two stacks on the shared-memory wire (mtu ${r.wire.mtu}, checksum offload ${r.wire.checksumOffload ? 'on' : 'off'}); kernel: node:net over ${r.kernel.address}; ${r.durationS} s per measurement in ${r.rounds} alternating rounds (each row: the median round) after ${r.warmupS} s of warm-up each; each system in a process of its own`,
@@ -536,6 +544,7 @@ export function formatNetBench(r: NetBenchResult): string {
         .map(([k, v]) => `${k} ${v.toFixed(2)}x`)
         .join(', '),
     'per CPU s: bulk MB, rr transactions, crr connections per CPU second (all threads, user + system).',
+    "poll µs: the stacks' busy poll budget (busyPollUs; --busy-poll US sets it): CPU time spent polling counts in CPU s.",
   ];
   return out.join('\n');
 }

@@ -1,12 +1,12 @@
 /**
- * `keepnet bench bulk|rr|crr|all [--duration S] [--rounds N] [--warmup S] [--placement dedicated|shared] [--mtu N]
+ * `keepnet bench bulk|rr|crr|all [--duration S] [--rounds N] [--warmup S] [--placement dedicated|shared] [--mtu N] [--busy-poll US]
  * [--json] [--svg FILE]`: keepnet stack to stack over the shared-memory wire against Node's net over loopback,
  * in one run (bench/net.ts). On a terminal: progress on stderr and a table; --json: one object;
  * --svg FILE: bar charts of the comparison (d3-scale for the scales, like bin/demo/report.ts).
  */
 import { writeFile } from 'node:fs/promises';
 import { scaleBand, scaleLinear } from 'd3-scale';
-import { benchProgress, durationOption, mtuOption, parseOrFail, roundsOption, tcpInstancesOption, warmupOption, type Fail } from './options.js';
+import { benchProgress, busyPollOption, durationOption, mtuOption, parseOrFail, roundsOption, tcpInstancesOption, warmupOption, type Fail } from './options.js';
 import { benchNet, formatNetBench, NET_TESTS, PLACEMENTS, type NetBenchResult, type NetBenchRow, type NetTest, type BenchPlacement } from '../../bench/net.js';
 
 
@@ -22,6 +22,7 @@ export async function benchNetCommand(what: string, args: string[], fail: Fail):
       placement: { type: 'string' },
       mtu: { type: 'string' },
       'tcp-instances': { type: 'string' },
+      'busy-poll': { type: 'string' },
     },
     fail,
   );
@@ -37,8 +38,9 @@ export async function benchNetCommand(what: string, args: string[], fail: Fail):
   }
   const mtu = mtuOption(values.mtu, fail, 65535);
   const tcpInstances = tcpInstancesOption(values['tcp-instances'], fail);
+  const busyPollUs = busyPollOption(values['busy-poll'], fail);
   const progress = benchProgress(values.json);
-  const r = await benchNet({ duration, rounds, warmup, tests, placements, mtu, tcpInstances, onProgress: progress.onProgress });
+  const r = await benchNet({ duration, rounds, warmup, tests, placements, mtu, tcpInstances, busyPollUs, onProgress: progress.onProgress });
   progress.done();
   if (values.svg) await writeFile(values.svg, netBenchSvg(r));
   process.stdout.write(values.json ? JSON.stringify(r) + '\n' : formatNetBench(r) + (values.svg ? `\nchart: ${values.svg}` : '') + '\n');

@@ -10,6 +10,7 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 export type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: O }>>;
 import { MAX_TCP_INSTANCES } from '../../servers/runtime/topology.js';
 import { WARMUP_DEFAULT_S } from '../../bench/warmup.js';
+import { MAX_BUSY_POLL_US } from '../../servers/runtime/stack-memory.js';
 
 export type Fail = (msg: string) => never;
 
@@ -59,6 +60,14 @@ export function tcpInstancesOption(v: string | undefined, fail: Fail): number {
   if (v === undefined) return 1;
   const x = Number(v);
   if (!Number.isInteger(x) || x < 1 || x > MAX_TCP_INSTANCES) fail(`--tcp-instances must be an integer in [1, ${MAX_TCP_INSTANCES}], got '${v}'`);
+  return x;
+}
+
+/** --busy-poll US: the stacks' busy poll budget in microseconds (undefined: the stack's own default). */
+export function busyPollOption(v: string | undefined, fail: Fail): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (v.trim() === '' || !Number.isFinite(x) || x < 0 || x > MAX_BUSY_POLL_US) fail(`--busy-poll must be a number of microseconds in [0, ${MAX_BUSY_POLL_US}], got '${v}'`);
   return x;
 }
 

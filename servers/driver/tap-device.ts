@@ -57,6 +57,8 @@ export interface TapAddon {
   writeBatch(fd: number, buf: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): number;
   close(fd: number): void;
   ifIndex(name: string, netnsPath?: string | null): number;
+  /** sched_yield(2): not TAP business, see native/tap.c (the host loop's busy poll uses it). */
+  schedYield(): void;
   readonly constants: Readonly<Record<string, number>>;
 }
 

@@ -16,6 +16,7 @@ export const COUNTERS = [
   'probesForwarded',
   'backpressure', // times an output ring was full and input handling paused
   'parks',
+  'busyPollHits', // idle moments that ended in news found by the busy poll, not in a park
   'wakeups',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];

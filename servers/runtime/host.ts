@@ -13,8 +13,9 @@
  *          records; a record the supervisor marked as poison is committed without being handled;
  *        - timers: poll() each server;
  *        - flush every output ring once (batched publication);
- *        - nothing to do: publish PARKED and park on the host's doorbell (every ring into this host rings
- *          it) until news or the next timer.
+ *        - nothing to do: busy poll for news a little while (up to the stack's busyPollUs, adaptive,
+ *          yielding the core between checks; never past the next timer), then publish PARKED and park on
+ *          the host's doorbell (every ring into this host rings it) until news or the next timer.
  * A handler that throws ends the incarnation: the crash reason and stack are written to the control
  * block, then the thread exits so the next incarnation gets a fresh isolate (the supervisor re-runs the
  * task on the warm standby thread).
@@ -24,6 +25,8 @@ import inspector from 'node:inspector';
 import { isMainThread, threadId } from 'node:worker_threads';
 import { makeOwner } from '../../shared-rings/pool.js';
 import { RingConsumer, RingProducer } from '../../shared-rings/ring.js';
+import { BusyPoller } from '../../shared-rings/spin.js';
+import { loadTapAddon } from '../driver/tap-device.js';
 import { checksum } from '../wire/checksum.js';
 import { C, CRASH, EXIT_CRASH, FAULT, HostState, SLOT, SlotState, type ControlBlock } from './control.js';
 import { K, type Counters } from './counters.js';
@@ -73,6 +76,24 @@ const MAX_PARK_MS = 1000;
 /** Incarnations one thread may run (after thrown errors) before it exits for a fresh isolate. */
 const SOFT_RESTARTS_PER_THREAD = 8;
 const BACKPRESSURE_PARK_MS = 1;
+
+/**
+ * The host loop's busy poller (see shared-rings/spin.ts): it yields its core between checks with
+ * sched_yield(2), from the native addon. Without the addon it is off: plain spinning with more
+ * threads than cores starves the threads that have work (machine-limits.md: 80x slower).
+ */
+function busyPollerFor(maxUs: number): BusyPoller {
+  let relax: (() => void) | null = null;
+  if (maxUs > 0) {
+    try {
+      const addon = loadTapAddon();
+      relax = () => addon.schedYield();
+    } catch {
+      relax = null;
+    }
+  }
+  return new BusyPoller(relax ? maxUs : 0, () => performance.now() * 1000, relax ?? (() => {}));
+}
 
 let control: ControlBlock | undefined;
 /** The running incarnation's drop helper (dispatch uses it for records it drops). */
@@ -271,6 +292,18 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
   const current = { from: 'sup' as Endpoint, srcGen: 0 };
   let replaying = false;
   const marks = new Int32Array(outputs.length);
+  const stopOrFault = (): boolean => Atomics.load(cb.i32, C.STOP) !== 0 || Atomics.load(cb.i32, C.INJECT) !== FAULT.NONE;
+  /** Anything for the loop to do: a stop, a fault to inject, a record in a ring, news on the link. */
+  const hasNews = (): boolean => {
+    if (stopOrFault()) return true;
+    for (let i = 0; i < inputs.length; i++) if (inputs[i].ring.peek() >= 0) return true;
+    // News outside the rings (the driver's link): its producer rings our doorbell only once we have
+    // announced the park, so what arrived since poll() looked must be checked here, or it waits for
+    // the next timer (see driver/server.ts pending()).
+    for (let i = 0; i < names.length; i++) if (modules[i].pending?.(contexts[i]) ?? false) return true;
+    return false;
+  };
+  const poller = busyPollerFor(mem.init.busyPollUs);
   try {
     for (let i = 0; i < names.length; i++) modules[i].start(contexts[i]);
     // Serving from here on: every server of this incarnation has started.
@@ -352,16 +385,17 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
       for (let o = 0; o < outputs.length; o++) outputs[o].flush();
       if (did > 0) continue;
 
-      // Nothing to do: park until a ring into this host is published to, or the next timer.
+      // Nothing to do. Unless held back by a full output, keep checking for a while first (busy poll,
+      // up to the next timer): news that comes meanwhile costs its producer no wake-up and us no park.
+      if (!blocked && poller.maxUs > 0 && poller.poll(hasNews, deadline - clock.nowUs())) {
+        counters[0].add(K.busyPollHits);
+        continue;
+      }
+      // Park until a ring into this host is published to, or the next timer.
       let timeoutMs = blocked ? BACKPRESSURE_PARK_MS : MAX_PARK_MS;
       if (deadline !== Infinity) timeoutMs = Math.min(timeoutMs, Math.max(0, (deadline - clock.nowUs()) / 1000));
       const key = doorbell.prepare();
-      let news = Atomics.load(cb.i32, C.STOP) !== 0 || Atomics.load(cb.i32, C.INJECT) !== FAULT.NONE;
-      for (let i = 0; !news && !blocked && i < inputs.length; i++) news = inputs[i].ring.peek() >= 0;
-      // News outside the rings (the driver's link): its producer rings our doorbell only once we have
-      // announced the park, so what arrived since poll() looked must be checked here, or it waits for
-      // the next timer (see driver/server.ts pending()).
-      for (let i = 0; !news && !blocked && i < names.length; i++) news = modules[i].pending?.(contexts[i]) ?? false;
+      const news = blocked ? stopOrFault() : hasNews();
       if (news || timeoutMs === 0) {
         doorbell.cancel();
         continue;

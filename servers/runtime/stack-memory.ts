@@ -4,6 +4,7 @@
  * SharedArrayBuffers, and so does every new incarnation of a server: restarting a server changes none
  * of it.
  */
+import { availableParallelism } from 'node:os';
 import { ClockPage, Clock } from '../../shared-rings/clock.js';
 import { Pools, type PoolsInit } from '../../shared-rings/pools.js';
 import { Ring, type RingRegion } from '../../shared-rings/ring.js';
@@ -75,6 +76,13 @@ export interface StackMemoryOptions {
   tcp?: TcpLayoutOptions;
   /** TCP server instances sharded by flow hash (default 1: one tcp server, as always). */
   tcpInstances?: number;
+  /**
+   * How long (microseconds) a server thread that ran out of work keeps checking its rings before it
+   * parks (shared-rings/spin.ts BusyPoller; adaptive, and yielding its core between checks). 0 turns it
+   * off: every idle moment is a park, and every message into a parked thread a wake-up. Default:
+   * defaultBusyPollUs() (on when the stack's threads fit on half the cores).
+   */
+  busyPollUs?: number;
 }
 
 /** Everything a thread needs to attach: plain data and SharedArrayBuffers (structured-clonable). */
@@ -91,6 +99,45 @@ export interface StackMemoryInit {
   servers: ServerName[];
   config: StackConfig;
   state: Record<ServerName, SharedArrayBuffer>;
+  busyPollUs: number;
+}
+
+/**
+ * The busy poll's budget when the stack's threads fit on half the cores (the other half left to the
+ * application and a peer stack): `keepnet bench rr` on the 2-vCPU VM, shared placement (one thread a
+ * stack, two stacks and the application's thread): 8.7-10.5k transactions/s with 0, 13-14.6k with 200
+ * (both stacks' hand-offs without futex wake-ups). With more threads than that (dedicated placement
+ * there: eight server threads) pollers yielding to each other delay the thread with work: 3.2-4.7k
+ * with 0, 2.2-4.0k with 200; so the default there is 0. An idle stack costs nothing either way: a poll
+ * that finds nothing halves the next one's budget.
+ */
+export const BUSY_POLL_US = 200;
+/**
+ * The largest budget accepted, 1 ms: a polling thread does not beat its heartbeat, and the hang
+ * detector samples it every 5-10 ms; past that a poll is a park that never sleeps anyway.
+ */
+export const MAX_BUSY_POLL_US = 1000;
+
+/** The default budget for a stack of `hostThreads` server threads on a machine of `cores` cores. */
+export function defaultBusyPollUs(hostThreads: number, cores: number = availableParallelism()): number {
+  return hostThreads <= Math.max(1, Math.floor(cores / 2)) ? BUSY_POLL_US : 0;
+}
+
+/** The busyPollUs option, checked; undefined gives `dflt`. */
+export function validateBusyPollUs(us: unknown, dflt: number): number {
+  if (us === undefined) return dflt;
+  if (typeof us !== 'number') {
+    throw Object.assign(new TypeError(`The "busyPollUs" option must be of type number. Received ${typeof us}`), {
+      code: 'ERR_INVALID_ARG_TYPE',
+    });
+  }
+  if (!Number.isFinite(us) || us < 0 || us > MAX_BUSY_POLL_US) {
+    throw Object.assign(
+      new RangeError(`The value of "busyPollUs" is out of range. It must be >= 0 and <= ${MAX_BUSY_POLL_US}. Received ${us}`),
+      { code: 'ERR_OUT_OF_RANGE' },
+    );
+  }
+  return us;
 }
 
 const SHIM_BELL = 0;
@@ -99,6 +146,7 @@ export function createStackMemory(opts: StackMemoryOptions = {}): StackMemoryIni
   const tcpInstances = validateTcpInstances(opts.tcpInstances);
   const servers = serverNames(tcpInstances);
   const hosts = hostsFor(opts.placement ?? 'dedicated', servers);
+  const busyPollUs = validateBusyPollUs(opts.busyPollUs, defaultBusyPollUs(hosts.length));
   const clock = ClockPage.create({ manual: opts.manualClock ?? false }).sab;
   // A TAP with TSO/GRO, or the shared-memory wire with an MTU past the small buffers, moves frames of up
   // to 64 KiB both ways: every receive slot and every segment in flight is a big buffer, so there must
@@ -140,6 +188,7 @@ export function createStackMemory(opts: StackMemoryOptions = {}): StackMemoryIni
     servers,
     config,
     state,
+    busyPollUs,
   };
 }
 

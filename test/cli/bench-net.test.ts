@@ -8,6 +8,7 @@ import { runCli } from '../helpers/cli.js';
 import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { defaultBusyPollUs } from '../../servers/runtime/stack-memory.js';
 
 const run = runCli;
 
@@ -34,8 +35,11 @@ t.test('keepnet bench all --duration 0.3 --warmup 0.2 --json --svg', async (t) =
       if (!row) continue;
       for (const k of ['mbps', 'tps', 'cps', 'rttUs', 'cpuS', 'perCpuSecond']) t.ok(k in row, `${test} ${system} ${placement}: has ${k}`);
       for (const k of FIGURES[test]) t.ok(typeof row[k] === 'number' && Number.isFinite(row[k]) && row[k] > 0, `${test} ${system} ${placement}: ${k} = ${row[k]}`);
-      // Every number present anywhere in the row is finite and > 0 (not-applicable figures are null).
-      for (const [k, v] of Object.entries(row)) if (typeof v === 'number') t.ok(Number.isFinite(v) && v > 0, `${test} ${system} ${placement}: ${k} = ${v}`);
+      // Every number present anywhere in the row is finite and > 0 (not-applicable figures are null),
+      // but the busy poll budget, which is 0 where the stack does not poll.
+      for (const [k, v] of Object.entries(row)) if (typeof v === 'number' && k !== 'busyPollUs') t.ok(Number.isFinite(v) && v > 0, `${test} ${system} ${placement}: ${k} = ${v}`);
+      const poll = system === 'kernel' ? null : defaultBusyPollUs(placement === 'shared' ? 1 : 4);
+      t.equal(row.busyPollUs, poll, `${test} ${system} ${placement}: the stacks' default busy poll budget (${poll})`);
     }
   }
   for (const k of ['bulk', 'rr', 'crr']) t.ok(typeof j.ratios?.[k] === 'number' && Number.isFinite(j.ratios[k]) && j.ratios[k] > 0, `ratios.${k} = ${j.ratios?.[k]}`);
@@ -59,6 +63,18 @@ t.test('keepnet bench rr --placement shared --duration 0.2 --json: one test, one
   t.equal(j.warmupS, 0, 'no warm-up');
 });
 
+t.test('keepnet bench rr --busy-poll US: the budget reaches the stacks; bad values are refused', async (t) => {
+  const r = await run(['bench', 'rr', '--placement', 'dedicated,shared', '--busy-poll', '35', '--rounds', '1', '--warmup', '0', '--duration', '0.2', '--json']);
+  t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.slice(-2000)})`);
+  const j = JSON.parse(r.stdout.trim());
+  t.same(j.results.map((x: any) => x.busyPollUs), [null, 35, 35], 'kernel: none; both placements: 35 µs');
+  for (const bad of ['-1', 'x', '', '1001']) {
+    const b = await run(['bench', 'rr', `--busy-poll=${bad}`, '--duration', '0.2']);
+    t.equal(b.code, 2, `--busy-poll '${bad}': usage error`);
+    t.match(b.stderr, /--busy-poll must be/);
+  }
+});
+
 t.test('a system that cannot start fails the run with its reason (and its process is gone: the test ends)', async (t) => {
   const { benchNet } = await import('../../bench/net.js');
   await t.rejects(
@@ -69,7 +85,7 @@ t.test('a system that cannot start fails the run with its reason (and its proces
 
 t.test('medianRow: the row of the median round, whole', async (t) => {
   const { medianRow } = await import('../../bench/net.js');
-  const row = (mbps: number, cpuS: number) => ({ test: 'bulk' as const, system: 'kernel' as const, placement: 'n/a' as const, mbps, tps: null, cps: null, rttUs: null, rttP99Us: null, cpuS, perCpuSecond: mbps / cpuS, seconds: 1 });
+  const row = (mbps: number, cpuS: number) => ({ test: 'bulk' as const, system: 'kernel' as const, placement: 'n/a' as const, mbps, tps: null, cps: null, rttUs: null, rttP99Us: null, cpuS, perCpuSecond: mbps / cpuS, seconds: 1, busyPollUs: null });
   t.same(medianRow([row(300, 1), row(100, 2), row(200, 3)]), row(200, 3), 'odd count: the middle one, with its own CPU figures');
   t.same(medianRow([row(400, 1), row(100, 2), row(200, 3), row(300, 4)]), row(200, 3), 'even count: the lower middle');
   t.same(medianRow([row(5, 1)]), row(5, 1));
