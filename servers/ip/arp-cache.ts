@@ -196,6 +196,11 @@ export class ArpCache {
 
   /** MAC answered by the last 'resolved' query. */
   resolvedMac = 0;
+  /**
+   * The earliest deadline of any entry, kept by poll()'s scan and by setDeadline() (-Infinity: unknown,
+   * the next poll() scans). poll() before it has nothing to do and skips the scan.
+   */
+  private nextDue = Infinity;
 
   private mac = 0;
   private ips: number[] = [];
@@ -302,7 +307,7 @@ export class ArpCache {
           // In use but unconfirmed: keep using it, re-probe unless confirmed meanwhile (RFC 4861 DELAY).
           this.eState[s] = ARP_STATE_PROBE;
           this.eSent[s] = 0;
-          this.eDeadline[s] = nowUs + this.probeDelayUs;
+          this.setDeadline(s, nowUs + this.probeDelayUs);
         }
         this.resolvedMac = this.eMac[s];
         return 'resolved';
@@ -325,7 +330,7 @@ export class ArpCache {
       return 'dropped';
     }
     this.eState[s] = ARP_STATE_INCOMPLETE;
-    this.eDeadline[s] = nowUs; // first request at the next poll
+    this.setDeadline(s, nowUs); // first request at the next poll
     return this.enqueue(s, handle);
   }
 
@@ -338,7 +343,7 @@ export class ArpCache {
       this.counters.values[C.confirmed]++;
       this.eState[s] = ARP_STATE_REACHABLE;
       this.eSent[s] = 0;
-      this.eDeadline[s] = nowUs + this.reachableUs;
+      this.setDeadline(s, nowUs + this.reachableUs);
     }
   }
 
@@ -393,7 +398,7 @@ export class ArpCache {
         v[C.learned]++;
         this.eState[n] = ARP_STATE_REACHABLE;
         this.eMac[n] = sha;
-        this.eDeadline[n] = nowUs + this.reachableUs;
+        this.setDeadline(n, nowUs + this.reachableUs);
       }
     } else {
       v[C['ignored:not-for-us']]++;
@@ -409,6 +414,11 @@ export class ArpCache {
     res.requestCount = 0;
     res.failedCount = 0;
     res.fired = 0;
+    // Nothing is due before the earliest deadline: no scan (the host loop polls before every park).
+    if (nowUs < this.nextDue) {
+      res.nextDeadlineUs = this.nextDue;
+      return res;
+    }
     const v = this.counters.values;
     let next = Infinity;
     for (let s = 0; s < this.capacity; s++) {
@@ -455,7 +465,20 @@ export class ArpCache {
       if (this.eDeadline[s] < next) next = this.eDeadline[s];
     }
     res.nextDeadlineUs = next;
+    this.nextDue = next;
     return res;
+  }
+
+  /**
+   * Set entry `s`'s deadline outside poll()'s scan, keeping `nextDue` the earliest deadline: exact when
+   * lowered; a later deadline for the entry that may have held the earliest one forces the next poll()
+   * to scan (ARP traffic only: no data packet moves a deadline).
+   */
+  private setDeadline(s: number, atUs: number): void {
+    const old = this.eDeadline[s];
+    this.eDeadline[s] = atUs;
+    if (atUs < this.nextDue) this.nextDue = atUs;
+    else if (atUs > old && old <= this.nextDue) this.nextDue = -Infinity;
   }
 
   /** Earliest deadline without running anything (Infinity when none). */
@@ -487,7 +510,7 @@ export class ArpCache {
     }
     this.eState[s] = ARP_STATE_STATIC;
     this.eMac[s] = mac;
-    this.eDeadline[s] = Infinity;
+    this.setDeadline(s, Infinity);
     return res;
   }
 
@@ -571,7 +594,7 @@ export class ArpCache {
     this.eMac[s] = sha;
     this.eState[s] = ARP_STATE_REACHABLE;
     this.eSent[s] = 0;
-    this.eDeadline[s] = nowUs + this.reachableUs;
+    this.setDeadline(s, nowUs + this.reachableUs);
   }
 
   private request(res: ArpPollResult, s: number, ethDst: number): void {
@@ -647,7 +670,7 @@ export class ArpCache {
     this.eState[s] = ARP_STATE_FREE;
     this.eSent[s] = 0;
     this.eUsed[s] = nowUs;
-    this.eDeadline[s] = Infinity;
+    this.setDeadline(s, Infinity);
     this.eHead[s] = this.eTail[s] = -1;
     this.eQLen[s] = 0;
     this.index.set(ip, s);
@@ -674,7 +697,7 @@ export class ArpCache {
   private release(s: number): void {
     this.index.delete(this.eIp[s]);
     this.eState[s] = ARP_STATE_FREE;
-    this.eDeadline[s] = Infinity;
+    this.setDeadline(s, Infinity);
     this.freeSlots[this.freeTop++] = s;
   }
 

@@ -303,6 +303,7 @@ export class Reassembler {
 
   /** Earliest timeout (Infinity when nothing is in progress). */
   nextDeadline(): number {
+    if (this.live === 0) return Infinity; // the host loop asks before every park: no scan when idle
     let d = Infinity;
     for (let s = 0; s < this.maxDatagrams; s++) {
       const st = this.state[s];
@@ -313,6 +314,7 @@ export class Reassembler {
 
   /** Expire one datagram whose timeout passed (see the header for the answers). */
   expire(nowUs: number, quote: Uint8Array, quoteOff: number): number {
+    if (this.live === 0) return -1;
     let s = -1;
     for (let i = 0; i < this.maxDatagrams; i++) {
       const st = this.state[i];

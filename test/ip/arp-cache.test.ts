@@ -359,3 +359,44 @@ t.test('seeded random workload: every handle comes back exactly once; determinis
   t.equal(run(1234), a, 'same seed, same history');
   t.not(run(4321), a);
 });
+
+t.test('poll skips its scan until the earliest deadline, and every deadline set meanwhile counts', async (t) => {
+  // A seeded sequence of queries, replies and polls against a twin cache that always scans (a cache
+  // whose `nextDue` is forced unknown before every poll): both must send the same requests, fail the
+  // same waiters and report the same next deadline at every step.
+  const rnd = mulberry32(0x5ca7);
+  const a = cache({ capacity: 8 });
+  const b = cache({ capacity: 8 });
+  const forceScan = (c: ArpCache) => ((c as unknown as { nextDue: number }).nextDue = -Infinity);
+  let now = 0;
+  let handle = 1;
+  for (let step = 0; step < 3000; step++) {
+    now += randInt(rnd, 0, 400_000);
+    const n = randInt(rnd, 2, 12);
+    const what = randInt(rnd, 0, 3);
+    if (what === 0) {
+      const h = handle++;
+      const qa = a.query(host(n), h, now);
+      const qb = b.query(host(n), h, now);
+      if (qa !== qb) {
+        t.equal(qa, qb, `step ${step}: same answer to a query`);
+        return;
+      }
+    } else if (what === 1) {
+      a.input(replyFrom(n), now);
+      b.input(replyFrom(n), now);
+    } else {
+      forceScan(b);
+      const pa = a.poll(now);
+      const ra = [pa.nextDeadlineUs, pa.requestCount, pa.failedCount, pa.fired];
+      const pb = b.poll(now);
+      const rb = [pb.nextDeadlineUs, pb.requestCount, pb.failedCount, pb.fired];
+      if (ra.join() !== rb.join()) {
+        t.same(ra, rb, `step ${step}: the skipping cache and the scanning one agree`);
+        return;
+      }
+    }
+  }
+  t.same(a.counters.snapshot(), b.counters.snapshot(), 'same counters');
+  t.pass('3000 steps: same requests, failures and deadlines');
+});
