@@ -167,7 +167,12 @@ function p99(samples: number[]): number {
   return s[Math.min(s.length - 1, Math.floor(s.length * 0.99))];
 }
 
-async function bulk(net: NetLike, host: string, durationS: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement' | 'busyPollUs'>> {
+/** A row as one measuring process reports it (the parent adds test, system and placement). */
+type Row = Omit<NetBenchRow, 'test' | 'system' | 'placement'>;
+/** What a measurement itself yields (measureOn adds the stacks' busy poll budget). */
+type Measured = Omit<Row, 'busyPollUs'>;
+
+async function bulk(net: NetLike, host: string, durationS: number): Promise<Measured> {
   let received = 0;
   let counting = false;
   const sockets: nodeNet.Socket[] = [];
@@ -224,7 +229,7 @@ function echo64(s: nodeNet.Socket, closeAfter: boolean): void {
   s.on('error', () => {});
 }
 
-async function rr(net: NetLike, host: string, durationS: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement' | 'busyPollUs'>> {
+async function rr(net: NetLike, host: string, durationS: number): Promise<Measured> {
   const sockets: nodeNet.Socket[] = [];
   const { server, port } = await listen(
     net,
@@ -269,7 +274,7 @@ async function rr(net: NetLike, host: string, durationS: number): Promise<Omit<N
   return { mbps: null, tps: n / w.seconds, cps: null, rttUs: mean, rttP99Us: p99(rtts), cpuS: w.cpuS, perCpuSecond: n / w.cpuS, seconds: w.seconds };
 }
 
-async function crr(net: NetLike, host: string, durationS: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement' | 'busyPollUs'>> {
+async function crr(net: NetLike, host: string, durationS: number): Promise<Measured> {
   const { server, port } = await listen(net, (s) => echo64(s, true), host);
   const req = Buffer.alloc(MSG, 0x71);
   let running = true;
@@ -342,7 +347,7 @@ export async function openSystem(spec: SystemSpec): Promise<OpenSystem> {
 }
 
 /** One measurement on an open system. */
-export async function measureOn(sys: OpenSystem, test: NetTest, seconds: number): Promise<Omit<NetBenchRow, 'test' | 'system' | 'placement'>> {
+export async function measureOn(sys: OpenSystem, test: NetTest, seconds: number): Promise<Row> {
   const row = await RUN[test](sys.net, sys.host, seconds);
   return { ...row, busyPollUs: sys.stacks[0]?.memory.init.busyPollUs ?? null };
 }
@@ -350,8 +355,6 @@ export async function measureOn(sys: OpenSystem, test: NetTest, seconds: number)
 export async function closeSystem(sys: OpenSystem): Promise<void> {
   await Promise.allSettled(sys.stacks.map((s) => s.close()));
 }
-
-type Row = Omit<NetBenchRow, 'test' | 'system' | 'placement'>;
 
 /**
  * A forked measuring process (bench/system-child.ts) for one system: one measurement at a time.

@@ -10,7 +10,7 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 export type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: O }>>;
 import { MAX_TCP_INSTANCES } from '../../servers/runtime/topology.js';
 import { WARMUP_DEFAULT_S } from '../../bench/warmup.js';
-import { MAX_BUSY_POLL_US } from '../../servers/runtime/stack-memory.js';
+import { MAX_BUSY_POLL_US, validateBusyPollUs } from '../../servers/runtime/stack-memory.js';
 
 export type Fail = (msg: string) => never;
 
@@ -66,9 +66,12 @@ export function tcpInstancesOption(v: string | undefined, fail: Fail): number {
 /** --busy-poll US: the stacks' busy poll budget in microseconds (undefined: the stack's own default). */
 export function busyPollOption(v: string | undefined, fail: Fail): number | undefined {
   if (v === undefined) return undefined;
-  const x = Number(v);
-  if (v.trim() === '' || !Number.isFinite(x) || x < 0 || x > MAX_BUSY_POLL_US) fail(`--busy-poll must be a number of microseconds in [0, ${MAX_BUSY_POLL_US}], got '${v}'`);
-  return x;
+  try {
+    // The stack's own check decides the range (an empty string would be Number('') = 0).
+    return validateBusyPollUs(v.trim() === '' ? NaN : Number(v), 0);
+  } catch {
+    return fail(`--busy-poll must be a number of microseconds in [0, ${MAX_BUSY_POLL_US}], got '${v}'`);
+  }
 }
 
 /**
