@@ -70,7 +70,9 @@ export function spinBudgetFor(runnableThreads: number, cores: number): number {
  *    queued on this core gets it at once, the poller only uses time nobody else wants;
  *  - its budget is time, not iterations, and it adapts: a poll that found news restores the full
  *    budget, one that found none halves it, so a thread whose traffic comes rarely stops polling after
- *    a few misses (then every 64th park it probes with a small budget, to learn when traffic is back).
+ *    a few misses (then every 64th park it probes with the full budget, to learn when traffic is back:
+ *    a probe shorter than the hand-off it waits for would never hit, and the hand-off to an
+ *    application's main thread takes tens of µs).
  * Time comes from `nowUs`: real time for the host loop (it is a CPU budget, not protocol time), a fake
  * one in tests.
  */
@@ -78,6 +80,8 @@ export class BusyPoller {
   readonly maxUs: number;
   private budgetUs: number;
   private idle = 0;
+  /** Whether the poll under way is a probe (made at budget 0). */
+  private probing = false;
   /** Polls that found news (each one a park, and a wake-up for the producer, saved). */
   hits = 0;
   /** Polls that ran out of budget (the thread then parks as it would have without polling). */
@@ -107,30 +111,70 @@ export class BusyPoller {
    * next timer, if that is sooner: a poll never makes a timer late); true if it found news.
    */
   poll(news: () => boolean, limitUs = Infinity): boolean {
-    let budget = this.budgetUs;
-    const probing = budget === 0;
-    if (probing) {
-      if (this.maxUs === 0 || (++this.idle & 63) !== 0) return false;
-      budget = Math.min(this.maxUs, PROBE_US);
-    }
-    if (!(limitUs > 0)) return false;
-    if (limitUs < budget) budget = limitUs;
-    const until = this.nowUs() + budget;
+    const until = this.begin(limitUs);
+    if (until < 0) return false;
     do {
       if (news()) {
-        this.hits++;
-        this.budgetUs = this.maxUs;
+        this.hit();
         return true;
       }
       this.relax();
     } while (this.nowUs() < until);
-    this.misses++;
-    this.budgetUs = probing || this.budgetUs < 2 * MIN_BUDGET_US ? 0 : this.budgetUs / 2;
+    this.miss();
     return false;
+  }
+
+  /**
+   * The same poll without blocking the caller's event loop, for a consumer on an application's main
+   * thread: each check is one turn of the event loop (setImmediate), so the application's timers and
+   * I/O run between checks, and `relax` after each check gives the core to a thread with work. Resolves
+   * true if `news` returned true within the budget.
+   */
+  pollAsync(news: () => boolean): Promise<boolean> {
+    const until = this.begin(Infinity);
+    if (until < 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const turn = (): void => {
+        if (news()) {
+          this.hit();
+          resolve(true);
+        } else if (this.nowUs() >= until) {
+          this.miss();
+          resolve(false);
+        } else {
+          this.relax();
+          setImmediate(turn);
+        }
+      };
+      setImmediate(turn);
+    });
+  }
+
+  /** Start a poll: the time (nowUs) it ends at, or -1 if this park is not to poll at all. */
+  private begin(limitUs: number): number {
+    let budget = this.budgetUs;
+    this.probing = budget === 0;
+    if (this.probing) {
+      if (this.maxUs === 0 || (++this.idle & 63) !== 0) return -1;
+      budget = this.maxUs;
+    }
+    if (!(limitUs > 0)) return -1;
+    if (limitUs < budget) budget = limitUs;
+    return this.nowUs() + budget;
+  }
+
+  /** The poll found news: the full budget again. */
+  private hit(): void {
+    this.hits++;
+    this.budgetUs = this.maxUs;
+  }
+
+  /** The poll ran out: half the budget next time, none once it is tiny or a probe missed. */
+  private miss(): void {
+    this.misses++;
+    this.budgetUs = this.probing || this.budgetUs < 2 * MIN_BUDGET_US ? 0 : this.budgetUs / 2;
   }
 }
 
 /** A budget halved below this stops polling (until a probe hits). */
 const MIN_BUDGET_US = 2;
-/** The probe a poller that stopped polling makes every 64th park. */
-const PROBE_US = 10;

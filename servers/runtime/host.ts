@@ -25,10 +25,9 @@ import inspector from 'node:inspector';
 import { isMainThread, threadId } from 'node:worker_threads';
 import { makeOwner } from '../../shared-rings/pool.js';
 import { RingConsumer, RingProducer } from '../../shared-rings/ring.js';
-import { BusyPoller } from '../../shared-rings/spin.js';
-import { loadTapAddon } from '../driver/tap-device.js';
 import { checksum } from '../wire/checksum.js';
 import { C, CRASH, EXIT_CRASH, FAULT, HostState, SLOT, SlotState, type ControlBlock } from './control.js';
+import { busyPollerFor } from './busy-poll.js';
 import { K, type Counters } from './counters.js';
 import { CARRIES_BUFFER, DESC_BUF, DESC_EPOCH, HDR_DST_GEN, HDR_SRC_GEN, MSG, PROBE, rd32, wr32 } from './messages.js';
 import type { ServerContext, ServerModule } from './server.js';
@@ -76,24 +75,6 @@ const MAX_PARK_MS = 1000;
 /** Incarnations one thread may run (after thrown errors) before it exits for a fresh isolate. */
 const SOFT_RESTARTS_PER_THREAD = 8;
 const BACKPRESSURE_PARK_MS = 1;
-
-/**
- * The host loop's busy poller (see shared-rings/spin.ts): it yields its core between checks with
- * sched_yield(2), from the native addon. Without the addon it is off: plain spinning with more
- * threads than cores starves the threads that have work (machine-limits.md: 80x slower).
- */
-function busyPollerFor(maxUs: number): BusyPoller {
-  let relax: (() => void) | null = null;
-  if (maxUs > 0) {
-    try {
-      const addon = loadTapAddon();
-      relax = () => addon.schedYield();
-    } catch {
-      relax = null;
-    }
-  }
-  return new BusyPoller(relax ? maxUs : 0, () => performance.now() * 1000, relax ?? (() => {}));
-}
 
 let control: ControlBlock | undefined;
 /** The running incarnation's drop helper (dispatch uses it for records it drops). */
