@@ -163,7 +163,11 @@ export class Stack extends EventEmitter implements ShimHost {
     return this;
   }
 
-  /** Whether any input ring of the shim holds a record. */
+  /**
+   * Whether any input ring of the shim holds a record. Public for the busy poll of the pumps of this
+   * thread (see pumpsHere), which look at every stack's rings; not part of the application's API.
+   * @internal
+   */
   hasInput(): boolean {
     const inputs = this.inputs;
     for (let i = 0; i < inputs.length; i++) if (inputs[i].ring.peek() >= 0) return true;

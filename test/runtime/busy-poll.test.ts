@@ -109,7 +109,8 @@ t.test('BusyPoller.pollAsync: one check per turn of the event loop, the same bud
     t.equal(p.currentUs, 50, 'a miss halves the budget, as for poll()');
     await new Promise((r) => setTimeout(r, 2));
     const before = appTurns;
-    const slow = new BusyPoller(1000, fake(1).now, () => {});
+    // A budget of 100,000 checks (the fake clock moves 0.01 µs a read): ample for two 1 ms intervals.
+    const slow = new BusyPoller(1000, fake(0.01).now, () => {});
     t.equal(await slow.pollAsync(() => appTurns >= before + 2), true, 'the poll saw what timers did meanwhile');
   } finally {
     clearInterval(app);
