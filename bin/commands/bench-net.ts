@@ -9,7 +9,6 @@ import { scaleBand, scaleLinear } from 'd3-scale';
 import { benchProgress, busyPollOption, durationOption, mtuOption, parseOrFail, roundsOption, tcpInstancesOption, warmupOption, type Fail } from './options.js';
 import { benchNet, formatNetBench, NET_TESTS, PLACEMENTS, type NetBenchResult, type NetBenchRow, type NetTest, type BenchPlacement } from '../../bench/net.js';
 
-
 export async function benchNetCommand(what: string, args: string[], fail: Fail): Promise<void> {
   const { values } = parseOrFail(
     args,

@@ -7,7 +7,6 @@ import { benchScale, formatScaleBench, SCALE_TESTS, type ScaleTest } from '../..
 import { MAX_TCP_INSTANCES } from '../../servers/runtime/topology.js';
 import { benchProgress, durationOption, mtuOption, parseOrFail, warmupOption, type Fail } from './options.js';
 
-
 export async function benchScaleCommand(args: string[], fail: Fail): Promise<void> {
   const { values } = parseOrFail(
     args,

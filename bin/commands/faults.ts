@@ -11,7 +11,6 @@ import type { Placement } from '../../servers/runtime/topology.js';
 import { writeReport } from '../demo/report.js';
 import { tcpInstancesOption } from './options.js';
 
-
 export async function faultsCommand(args: string[], fail: (msg: string) => never): Promise<void> {
   const { values } = parseOrFail(fail, () => parseArgs({
     args,

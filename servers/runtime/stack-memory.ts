@@ -77,9 +77,10 @@ export interface StackMemoryOptions {
   /** TCP server instances sharded by flow hash (default 1: one tcp server, as always). */
   tcpInstances?: number;
   /**
-   * How long (microseconds) a server thread that ran out of work keeps checking its rings before it
-   * parks (shared-rings/spin.ts BusyPoller; adaptive, and yielding its core between checks). 0 turns it
-   * off: every idle moment is a park, and every message into a parked thread a wake-up. Default:
+   * How long (microseconds) a server thread, or the shim's pump on the application's thread, that ran
+   * out of work keeps checking its rings before it parks (shared-rings/spin.ts BusyPoller; adaptive, and
+   * yielding its core between checks). 0 turns it off: every idle moment is a park, and every message
+   * into a parked thread a wake-up. Default:
    * defaultBusyPollUs() (on when the stack's threads fit on half the cores).
    */
   busyPollUs?: number;
