@@ -55,7 +55,7 @@ async function main(argv: string[]): Promise<void> {
   switch (cmd) {
     case 'bench': {
       // The benchmark's name: the first argument that is neither an option nor an option's value.
-      const withValue = new Set(['--scale', '--duration', '--rounds', '--warmup', '--svg', '--placement', '--mtu', '--tcp-instances', '--instances', '--connections', '--tests', '--offload']);
+      const withValue = new Set(['--scale', '--duration', '--rounds', '--warmup', '--svg', '--placement', '--mtu', '--tcp-instances', '--busy-poll', '--instances', '--connections', '--tests', '--offload']);
       const at = rest.findIndex((a, i) => !a.startsWith('-') && !(i > 0 && withValue.has(rest[i - 1])));
       const sub = at < 0 ? undefined : rest[at];
       if (sub === 'scale') {

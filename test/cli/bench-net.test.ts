@@ -54,13 +54,14 @@ t.test('keepnet bench all --duration 0.3 --warmup 0.2 --json --svg', async (t) =
 
 t.test('keepnet bench rr --placement shared --duration 0.2 --json: one test, one placement', async (t) => {
   // Options before the benchmark's name: their values are not taken for the name.
-  const r = await run(['bench', '--rounds', '1', '--warmup', '0', 'rr', '--placement', 'shared', '--duration', '0.2', '--json']);
+  const r = await run(['bench', '--rounds', '1', '--warmup', '0', '--busy-poll', '0', 'rr', '--placement', 'shared', '--duration', '0.2', '--json']);
   t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.slice(-2000)})`);
   const j = JSON.parse(r.stdout.trim());
   t.same(j.results.map((x: any) => `${x.test}/${x.system}/${x.placement}`), ['rr/kernel/n/a', 'rr/keepnet/shared']);
   t.same(Object.keys(j.ratios), ['rr']);
   t.equal(j.rounds, 1);
   t.equal(j.warmupS, 0, 'no warm-up');
+  t.equal(j.results[1].busyPollUs, 0, '--busy-poll before the name too');
 });
 
 t.test('keepnet bench rr --busy-poll US: the budget reaches the stacks; bad values are refused', async (t) => {
