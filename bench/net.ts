@@ -34,7 +34,11 @@ import { validateBusyPollUs } from '../servers/runtime/stack-memory.js';
 
 export const NET_TESTS = ['bulk', 'rr', 'crr'] as const;
 export type NetTest = (typeof NET_TESTS)[number];
-export const PLACEMENTS = ['dedicated', 'shared'] as const;
+/**
+ * keepnet's placements: a thread per server ('dedicated'), a thread per stack ('shared'), and both stacks
+ * of the pair on one thread ('cohosted': createStackPair's cohost option).
+ */
+export const PLACEMENTS = ['dedicated', 'shared', 'cohosted'] as const;
 export type BenchPlacement = (typeof PLACEMENTS)[number];
 
 export interface NetBenchRow {
@@ -337,10 +341,13 @@ export async function openSystem(spec: SystemSpec): Promise<OpenSystem> {
   if (spec.system !== 'kernel' && spec.system !== 'keepnet') throw new TypeError(`unknown system ${JSON.stringify(spec)}`);
   if (spec.system === 'kernel') return { net: nodeNet as unknown as NetLike, host: '127.0.0.1', stacks: [] };
   const shards = spec.tcpInstances > 1 ? { tcpInstances: spec.tcpInstances } : {};
+  const cohost = spec.placement === 'cohosted';
+  const placement = spec.placement === 'cohosted' ? 'shared' : spec.placement;
   const [A, B] = await createStackPair(
     { mtu: spec.mtu, checksumOffload: spec.checksumOffload },
-    { address: '10.95.0.1/24', placement: spec.placement, busyPollUs: spec.busyPollUs, ...shards },
-    { address: '10.95.0.2/24', placement: spec.placement, busyPollUs: spec.busyPollUs, ...shards },
+    { address: '10.95.0.1/24', placement, busyPollUs: spec.busyPollUs, ...shards },
+    { address: '10.95.0.2/24', placement, busyPollUs: spec.busyPollUs, ...shards },
+    { cohost },
   );
   await sleep(200); // let the standbys park before measuring
   return { net: splitNet(A, B), host: '10.95.0.1', stacks: [A, B] };

@@ -286,7 +286,7 @@ export class FaultCampaign {
     while (Date.now() < deadline && !seen()) await new Promise((r) => setTimeout(r, 1));
     let timer: NodeJS.Timeout | undefined;
     const ok = await Promise.race([
-      stack.supervisor.whenServing(server).then(() => true),
+      stack.supervisor.whenServing(server, stack.memory).then(() => true),
       new Promise<boolean>((r) => (timer = setTimeout(() => r(false), Math.max(0, deadline - Date.now())))),
     ]);
     clearTimeout(timer);
@@ -468,8 +468,8 @@ export class FaultCampaign {
     const stacks = {} as CampaignSnapshot['stacks'];
     let poisonDropped = 0;
     for (const [side, stack] of this.stacks) {
-      const st = stack.supervisor.stats();
-      poisonDropped += stack.supervisor.poisonDropped;
+      const st = stack.supervisor.stats(stack.memory);
+      poisonDropped += stack.supervisor.poisonDroppedOf(stack.memory);
       stacks[side] = Object.fromEntries(
         stack.memory.servers.map((n) => [
           n,

@@ -46,7 +46,14 @@ const newsHere = (): boolean => {
   return false;
 };
 
-export interface StackOptions extends Omit<StackMemoryOptions, 'config'>, SupervisorOptions, NetworkOptions {}
+export interface StackOptions extends Omit<StackMemoryOptions, 'config'>, SupervisorOptions, NetworkOptions {
+  /**
+   * Run this stack's servers on `cohostOf`'s thread, under its supervisor (createStackPair's `cohost`,
+   * which also gives both the hostBell this needs). Both stacks have placement 'shared'.
+   * @internal
+   */
+  cohostOf?: Stack;
+}
 
 /** Routes that make a probe visit a server and come back to the shim. */
 export const PROBE_ROUTES: Readonly<Record<ServerName, readonly Endpoint[]>> = {
@@ -119,9 +126,22 @@ export class Stack extends EventEmitter implements ShimHost {
     const net = resolveNetwork(opts);
     this.tap = net.tap;
     this.memory = new StackMemory(createStackMemory({ ...opts, config: net.config }));
-    this.supervisor = new Supervisor(this.memory, opts);
+    if (opts.cohostOf) {
+      this.supervisor = opts.cohostOf.supervisor;
+      this.supervisor.cohost(this.memory);
+    } else {
+      this.supervisor = new Supervisor(this.memory, opts);
+    }
     for (const ev of ['death', 'recovered', 'hang', 'suspect', 'poison', 'crash-loop', 'warning']) {
-      this.supervisor.on(ev, (e) => this.emit(ev, e));
+      this.supervisor.on(ev, (e: unknown) => {
+        // A co-hosted pair's supervisor says which stack an event is about: forward only our own.
+        if (e !== null && typeof e === 'object' && 'memory' in e) {
+          const { memory, ...rest } = e as { memory: unknown };
+          if (memory === this.memory) this.emit(ev, rest);
+        } else {
+          this.emit(ev, e);
+        }
+      });
     }
     this.bell = this.memory.doorbellOf('shim');
     this.bell.reset();
@@ -370,11 +390,11 @@ export class Stack extends EventEmitter implements ShimHost {
         code: 'ERR_INVALID_ARG_VALUE',
       });
     }
-    this.supervisor.inject(server, kind);
+    this.supervisor.inject(server, kind, this.memory);
   }
 
   stats() {
-    const servers = this.supervisor.stats();
+    const servers = this.supervisor.stats(this.memory);
     const state = this.memory.init.state;
     const names = this.memory.servers;
     const protocol = Object.fromEntries(names.map((n) => [n, protocolCounters(n, state[n])])) as Record<ServerName, Record<string, number>>;
@@ -383,7 +403,7 @@ export class Stack extends EventEmitter implements ShimHost {
         ServerName,
         (typeof servers)[ServerName] & { protocol: Record<string, number> }
       >,
-      poisonDropped: this.supervisor.poisonDropped,
+      poisonDropped: this.supervisor.poisonDroppedOf(this.memory),
       // A TAP this stack opened: what the kernel granted (why offload is off, when it is).
       ...(this.tap ? { tap: tapReport(this.tap) } : {}),
       pool: this.memory.pools.stats(),
@@ -406,7 +426,7 @@ export class Stack extends EventEmitter implements ShimHost {
       p.reject(Object.assign(new Error(`probe ${id} aborted: the stack is closing`), { code: 'ABORT_ERR', name: 'AbortError' }));
     }
     this.pending.clear();
-    await this.supervisor.stop();
+    await this.supervisor.stop(this.memory);
     this.tap?.close();
   }
 }

@@ -1,5 +1,5 @@
 /**
- * `keepnet bench bulk|rr|crr|all [--duration S] [--rounds N] [--warmup S] [--placement dedicated|shared] [--mtu N] [--busy-poll US]
+ * `keepnet bench bulk|rr|crr|all [--duration S] [--rounds N] [--warmup S] [--placement dedicated|shared|cohosted[,...]] [--mtu N] [--busy-poll US]
  * [--json] [--svg FILE]`: keepnet stack to stack over the shared-memory wire against Node's net over loopback,
  * in one run (bench/net.ts). On a terminal: progress on stderr and a table; --json: one object;
  * --svg FILE: bar charts of the comparison (d3-scale for the scales, like bin/demo/report.ts).
@@ -33,7 +33,7 @@ export async function benchNetCommand(what: string, args: string[], fail: Fail):
   let placements: BenchPlacement[] = [...PLACEMENTS];
   if (values.placement !== undefined) {
     placements = values.placement.split(',') as BenchPlacement[];
-    if (!placements.every((p) => (PLACEMENTS as readonly string[]).includes(p))) fail(`--placement must be dedicated, shared or both, got '${values.placement}'`);
+    if (!placements.every((p) => (PLACEMENTS as readonly string[]).includes(p))) fail(`--placement must be ${PLACEMENTS.join(', ')} or a comma-separated list of them, got '${values.placement}'`);
   }
   const mtu = mtuOption(values.mtu, fail, 65535);
   const tcpInstances = tcpInstancesOption(values['tcp-instances'], fail);
@@ -48,8 +48,8 @@ export async function benchNetCommand(what: string, args: string[], fail: Fail):
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const f1 = (x: number): string => (Math.round(x * 10) / 10).toString();
 
-const COLORS: Record<string, string> = { kernel: '#7f7f7f', dedicated: '#1f77b4', shared: '#2ca02c' };
-const PANEL_W = 300;
+const COLORS: Record<string, string> = { kernel: '#7f7f7f', dedicated: '#1f77b4', shared: '#2ca02c', cohosted: '#ff7f0e' };
+const PANEL_W = 340;
 const PANEL_H = 280;
 const M = { top: 56, right: 16, bottom: 40, left: 64 };
 

@@ -2,7 +2,7 @@
  * The usage text of every command, apart from the commands themselves: bin/keepnet.ts prints them all
  * but loads only the module of the command it runs (see there why).
  */
-export const BENCH_NET_USAGE = `keepnet bench bulk|rr|crr|all [--duration S] [--rounds N] [--warmup S] [--placement dedicated|shared] [--mtu N] [--tcp-instances N] [--busy-poll US] [--json] [--svg FILE]`;
+export const BENCH_NET_USAGE = `keepnet bench bulk|rr|crr|all [--duration S] [--rounds N] [--warmup S] [--placement dedicated|shared|cohosted] [--mtu N] [--tcp-instances N] [--busy-poll US] [--json] [--svg FILE]`;
 
 export const BENCH_SCALE_USAGE = `keepnet bench scale [--instances 1,2] [--connections K] [--tests bulk,rr] [--duration S] [--warmup S] [--mtu N] [--json]`;
 

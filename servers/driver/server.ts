@@ -43,6 +43,12 @@ interface DriverState {
   /** The capture, flushed every PCAP_FLUSH_US so a crash loses little of it. */
   pcap: PcapWriter | null;
   pcapFlushedUs: number;
+  /**
+   * A receive slot may be empty: frames were received or handed over since the last complete refill
+   * (or it ran out of buffers). Otherwise poll() skips the scan of every slot: an idle driver is polled
+   * on every turn of its host's loop.
+   */
+  rxHoles: boolean;
 }
 
 const states = new WeakMap<ServerContext, DriverState>();
@@ -94,17 +100,21 @@ function rxBufferSize(ctx: ServerContext, link: Link): number {
   return Math.max(link.maxFrame + 1, Math.min(link.maxFrame + 8, ctx.pools.maxSize));
 }
 
-/** Give every empty receive slot from `from` on a fresh buffer owned by this incarnation. */
-function refill(ctx: ServerContext, rx: FrameBatch, from: number, size: number, counters: DriverCounters): void {
+/**
+ * Give every empty receive slot from `from` on a fresh buffer owned by this incarnation; false if the
+ * pool ran out first.
+ */
+function refill(ctx: ServerContext, rx: FrameBatch, from: number, size: number, counters: DriverCounters): boolean {
   for (let i = from; i < rx.capacity; i++) {
     if (rx.buf[i] >= 0) continue;
     const h = ctx.pools.alloc(size, ctx.owner);
     if (h < 0) {
       counters.rxNoBuffer++;
-      return;
+      return false;
     }
     rx.set(i, h, 0, 0, 0);
   }
+  return true;
 }
 
 /** Publish received frames [0, rx.count) to IP; returns how many went (the rest stay, compacted). */
@@ -129,6 +139,7 @@ function publish(ctx: ServerContext, st: DriverState): number {
     wr32(b, o + D.IFINDEX, 0);
     out.commit();
     rx.buf[n] = -1; // handed over: the slot needs a new buffer
+    st.rxHoles = true;
   }
   // Keep unpublished frames at the front, empty slots after them.
   if (n > 0) {
@@ -152,8 +163,8 @@ export const driverServer: ServerModule = {
     rx.buf.fill(-1);
     rx.realign = true; // slots are offered at off 0 with 7 bytes of slack (rxBufferSize)
     const tx = new FrameBatch(ctx.pools, 1);
-    const st: DriverState = { link, rx, tx, counters, tapPollUs: TAP_POLL_MIN_US, isTap, pcap, pcapFlushedUs: 0 };
-    if (link) refill(ctx, rx, 0, rxBufferSize(ctx, link), counters);
+    const st: DriverState = { link, rx, tx, counters, tapPollUs: TAP_POLL_MIN_US, isTap, pcap, pcapFlushedUs: 0, rxHoles: true };
+    if (link) st.rxHoles = !refill(ctx, rx, 0, rxBufferSize(ctx, link), counters);
     states.set(ctx, st);
   },
 
@@ -210,9 +221,10 @@ export const driverServer: ServerModule = {
     let got = 0;
     for (let round = 0; round < RX_ROUNDS; round++) {
       if (rx.count > 0 && publish(ctx, st) === 0) return nowUs + 100; // IP's ring is full: soon again
-      refill(ctx, rx, rx.count, rxBufferSize(ctx, link), st.counters);
+      if (st.rxHoles) st.rxHoles = !refill(ctx, rx, rx.count, rxBufferSize(ctx, link), st.counters);
       const n = link.receive(rx);
       if (n === 0) break;
+      st.rxHoles = true; // (a link may swap buffers in its slots: rescan after any receive)
       got += n;
       st.counters.rxFrames += n;
     }

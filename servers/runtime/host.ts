@@ -1,6 +1,7 @@
 /**
  * The host loop: what runs on a server's worker thread. It is a piscina task (see supervisor.ts for
- * why piscina) that never returns while the stack runs.
+ * why piscina) that never returns while the stack runs. It runs the servers of one stack's host, or
+ * those of both stacks of a co-hosted pair (HostTask.guests: kernel-shim/stack-pair.ts).
  *
  * Call order, per incarnation:
  *   1. attach to the stack memory (clock, pool, rings, control block): nothing is created here, so a new
@@ -9,8 +10,10 @@
  *   3. loop until told to stop:
  *        - a pending fault injection (crash / exit / hang) is carried out;
  *        - every input ring is drained in turn: peek, record the in-flight record in the control block,
- *          handle, commit (so a crash leaves exactly that record to be seen again), beat every few
- *          records; a record the supervisor marked as poison is committed without being handled;
+ *          handle, flush the handling server's outputs, commit (so a crash leaves exactly that record to
+ *          be seen again), beat every few records; a record the supervisor marked as poison is
+ *          committed without being handled; passes over the rings repeat (a few at most) while they
+ *          bring records, as one server's output is often the next one's input on this thread;
  *        - timers: poll() each server;
  *        - flush every output ring once (batched publication);
  *        - nothing to do: busy poll for news a little while (up to the stack's busyPollUs, adaptive,
@@ -40,6 +43,18 @@ export interface HostTask {
   memory: StackMemoryInit;
   host: number;
   slot: number;
+  /**
+   * Hosts of other stacks that run on this thread too (a co-hosted pair: kernel-shim/stack-pair.ts).
+   * Their servers join this loop on their own stack memories; the thread's control block, slots and
+   * doorbell are the first host's (every stack of the thread has the same doorbell: hostBell).
+   */
+  guests?: { memory: StackMemoryInit; host: number }[];
+}
+
+/** One stack's host among those a thread runs. */
+interface Part {
+  mem: StackMemory;
+  host: number;
 }
 
 export type HostResult = { stopped: true } | { cancelled: true };
@@ -51,6 +66,13 @@ interface Input {
   server: ServerModule;
   ctx: ServerContext;
   index: number;
+  /**
+   * The output rings of the server this ring feeds: all a record handled from it can write to (a server
+   * writes only through its own context), so the only ones to mark, rewind and flush per record.
+   */
+  outs: RingProducer[];
+  /** Their write positions before the record in hand (to rewind to if it is refused). */
+  marks: Int32Array;
   /** Position of a record offered before and refused for backpressure: offered again, it is a retry. */
   retryPos: number;
   /**
@@ -60,6 +82,8 @@ interface Input {
   head: number;
 }
 
+/** Passes over the input rings per turn of the loop, at most (see the drain in runHost). */
+const DRAIN_PASSES = 4;
 /** Records between heartbeats while draining rings (a beat is one uncontended atomic add). */
 const BEAT_EVERY = 4;
 
@@ -125,6 +149,7 @@ class InjectedCrash extends Error {
  */
 export default function hostTask(task: HostTask): HostResult {
   const mem = new StackMemory(task.memory);
+  const parts: Part[] = [{ mem, host: task.host }, ...(task.guests ?? []).map((g) => ({ mem: new StackMemory(g.memory), host: g.host }))];
   rehearse(mem.hosts, task.host);
   const slots = mem.slots(task.host);
   const base = task.slot * SLOT.WORDS;
@@ -138,7 +163,7 @@ export default function hostTask(task: HostTask): HostResult {
       Atomics.wait(slots, base + SLOT.STATE, st, 1000);
     }
     const gen = Atomics.load(slots, base + SLOT.GEN);
-    if (runHost(mem, task.host, gen) === 'stopped') return { stopped: true };
+    if (runHost(parts, gen) === 'stopped') return { stopped: true };
     // A handler threw. The servers' state lives in shared memory and the next incarnation gets fresh
     // server contexts, so this thread can serve again at once as a standby (a restart in ~0.1 ms
     // instead of a thread start). Every few soft restarts the thread exits anyway, so that nothing a
@@ -160,7 +185,7 @@ function rehearse(hosts: ServerName[][], host: number): void {
   try {
     const mem = new StackMemory(createStackMemory({ placement: hosts, tcpInstances: hosts.flat().filter((n) => n.startsWith('tcp')).length, ringCapacity: 1024, poolBuffers: 8, poolBufferSize: 256, bigBuffers: 2, bigBufferSize: 4096, tcp: { maxConnections: 2, bufferBytes: 4096 } }));
     mem.control(host).set(C.STOP, 1);
-    for (let i = 0; i < 3; i++) runHost(mem, host, 1);
+    for (let i = 0; i < 3; i++) runHost([{ mem, host }], 1);
   } catch {
     // Best effort: a standby that could not rehearse is merely slower on its first activation.
   }
@@ -168,32 +193,52 @@ function rehearse(hosts: ServerName[][], host: number): void {
   control = undefined;
 }
 
-/** Run the host's servers as incarnation `generation` until told to stop. */
-function runHost(mem: StackMemory, host: number, generation: number): 'stopped' | 'crashed' {
-  const cb = mem.control(host);
+/**
+ * Run the servers of `parts` (one stack's host, or the hosts of a co-hosted pair) as incarnation
+ * `generation` until told to stop. The first part's control block is the thread's.
+ */
+function runHost(parts: Part[], generation: number): 'stopped' | 'crashed' {
+  const cb = parts[0].mem.control(parts[0].host);
   control = cb;
   myGen = generation;
   crashRecorded = false;
-  const names: ServerName[] = mem.hosts[host];
+  if (parts.length > 1 && !parts.every((p) => p.mem.init.hostBell)) throw new Error('co-hosted stacks need a shared hostBell');
+  // Every server of the thread, in order (the first part's, then each guest's), with its part.
+  const names: ServerName[] = [];
+  const partOf: number[] = [];
+  parts.forEach((p, k) => {
+    for (const n of p.mem.hosts[p.host]) {
+      names.push(n);
+      partOf.push(k);
+    }
+  });
   // Resolved once: the loop below calls them on every iteration.
   const modules: ServerModule[] = names.map(serverModule);
   const gen = generation;
-  const clock = mem.clock;
-  const pools = mem.pools;
-  const doorbell = mem.doorbellOf(names[0]);
+  // Each stack has its own clock page: the loop keeps time on the first's, and polls every server on
+  // its own stack's (skew: how far each part's clock is ahead of the first's, read every iteration).
+  const clock = parts[0].mem.clock;
+  const clocks = parts.map((p) => p.mem.clock);
+  const skew = new Float64Array(parts.length);
+  const doorbell = parts[0].mem.doorbellOf(names[0]);
   doorbell.reset();
 
   const contexts: ServerContext[] = [];
   const inputs: Input[] = [];
   const outputs: RingProducer[] = [];
   const counters: Counters[] = [];
-  for (const name of names) {
+  for (let s = 0; s < names.length; s++) {
+    const name = names[s];
+    const mem = parts[partOf[s]].mem;
+    const pools = mem.pools;
     const id = ENDPOINT_ID[name];
     const out = new Map<Endpoint, RingProducer>();
+    const outs: RingProducer[] = [];
     for (const to of mem.outputsOf(name)) {
       const p = new RingProducer(mem.ring(name, to), { generation: gen, wake: mem.doorbellOf(to) });
       out.set(to, p);
       outputs.push(p);
+      outs.push(p);
     }
     const transitOwner = makeOwner(id, 0);
     const ctx: ServerContext = {
@@ -202,7 +247,7 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
       generation: gen,
       owner: makeOwner(id, gen & 0xffff || 1),
       transitOwner,
-      clock,
+      clock: mem.clock,
       pools,
       out,
       counters: mem.counters(name),
@@ -230,10 +275,10 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
     };
     contexts.push(ctx);
     counters.push(ctx.counters);
-    const server = modules[names.indexOf(name)];
+    const server = modules[s];
     for (const from of mem.inputsOf(name)) {
       const ring = new RingConsumer(mem.ring(from, name), { generation: gen, doorbell });
-      inputs.push({ ring, from, server, ctx, index: inputs.length, retryPos: NaN, head: ring.position });
+      inputs.push({ ring, from, server, ctx, index: inputs.length, outs, marks: new Int32Array(outs.length), retryPos: NaN, head: ring.position });
     }
   }
 
@@ -247,7 +292,7 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
     const ring = input.ring;
     if ((ring.tag & CARRIES_BUFFER) === 0 || ring.length < DESC_EPOCH + 4) return;
     const buf = rd32(ring.bytes, ring.offset + DESC_BUF);
-    if (buf >= 0 && input.ctx.claim(buf, rd32(ring.bytes, ring.offset + DESC_EPOCH))) pools.free(buf, input.ctx.owner);
+    if (buf >= 0 && input.ctx.claim(buf, rd32(ring.bytes, ring.offset + DESC_EPOCH))) input.ctx.pools.free(buf, input.ctx.owner);
   };
   dropRecordBuffer = dropBuffer;
   /**
@@ -260,6 +305,7 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
     if ((ring.tag & CARRIES_BUFFER) === 0 || ring.length < DESC_EPOCH + 4) return;
     const buf = rd32(ring.bytes, ring.offset + DESC_BUF);
     if (buf < 0) return;
+    const pools = input.ctx.pools;
     const o = pools.ownerOf(buf);
     const sender = ENDPOINT_ID[current.from];
     if (o !== makeOwner(sender, current.srcGen & 0xffff || 1) && o !== makeOwner(sender, 0)) return;
@@ -272,7 +318,6 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
   /** The record being handled: who sent it, as which incarnation (claim() needs both). */
   const current = { from: 'sup' as Endpoint, srcGen: 0 };
   let replaying = false;
-  const marks = new Int32Array(outputs.length);
   const stopOrFault = (): boolean => Atomics.load(cb.i32, C.STOP) !== 0 || Atomics.load(cb.i32, C.INJECT) !== FAULT.NONE;
   /** Anything for the loop to do: a stop, a fault to inject, a record in a ring, news on the link. */
   const hasNews = (): boolean => {
@@ -284,7 +329,8 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
     for (let i = 0; i < names.length; i++) if (modules[i].pending?.(contexts[i]) ?? false) return true;
     return false;
   };
-  const poller = busyPollerFor(mem.init.busyPollUs);
+  // One poller for the thread: the largest budget any of its stacks asked for.
+  const poller = busyPollerFor(Math.max(...parts.map((p) => p.mem.init.busyPollUs)));
   try {
     for (let i = 0; i < names.length; i++) modules[i].start(contexts[i]);
     // Serving from here on: every server of this incarnation has started.
@@ -303,64 +349,80 @@ function runHost(mem: StackMemory, host: number, generation: number): 'stopped' 
 
       let did = 0;
       let blocked = false;
-      for (let i = 0; i < inputs.length; i++) {
-        const input = inputs[i];
-        const ring = input.ring;
-        while (ring.peek() >= 0) {
-          if (
-            Atomics.load(cb.i32, C.SKIP_RING) === input.index &&
-            Atomics.load(cb.i32, C.SKIP_POS) === ring.position
-          ) {
-            // The supervisor found this record crashes the server every time: drop it, once (commit
-            // before forgetting the skip, so a death in between cannot bring it round again).
+      // Drain the input rings, pass after pass while records keep coming (a record handled here is
+      // often the next server's input on this thread: shim > tcp > ip > driver), before the timers and
+      // the link are polled: with a co-hosted pair's eight servers those polls cost more than a pass.
+      // A few passes at most, so the timers and the link are never held back for long.
+      for (let pass = 0; pass < DRAIN_PASSES; pass++) {
+        const before = did;
+        for (let i = 0; i < inputs.length; i++) {
+          const input = inputs[i];
+          const ring = input.ring;
+          const outs = input.outs;
+          const marks = input.marks;
+          while (ring.peek() >= 0) {
+            if (
+              Atomics.load(cb.i32, C.SKIP_RING) === input.index &&
+              Atomics.load(cb.i32, C.SKIP_POS) === ring.position
+            ) {
+              // The supervisor found this record crashes the server every time: drop it, once (commit
+              // before forgetting the skip, so a death in between cannot bring it round again).
+              current.from = input.from;
+              current.srcGen = ring.length >= 8 ? rd32(ring.bytes, ring.offset + HDR_SRC_GEN) : 0;
+              replaying = true;
+              dropBuffer(input);
+              replaying = false;
+              input.ctx.counters.add(K.poisonDropped);
+              ring.commit();
+              Atomics.store(cb.i32, C.SKIP_RING, -1);
+              continue;
+            }
+            Atomics.store(cb.i32, C.INFL_POS, ring.position);
+            Atomics.store(cb.i32, C.INFL_RING, input.index);
+            inFlight = input;
             current.from = input.from;
             current.srcGen = ring.length >= 8 ? rd32(ring.bytes, ring.offset + HDR_SRC_GEN) : 0;
-            replaying = true;
-            dropBuffer(input);
-            replaying = false;
-            input.ctx.counters.add(K.poisonDropped);
+            // Claims of buffers this server already holds are legitimate when re-handling the record our
+            // predecessor died on, or a record we refused earlier for backpressure.
+            replaying = ring.position === input.head || input.retryPos === ring.position;
+            for (let o = 0; o < outs.length; o++) marks[o] = outs[o].mark();
+            if (!dispatch(input, gen)) {
+              // Refused: undo whatever it wrote to its outputs, or the retry would send it twice.
+              for (let o = 0; o < outs.length; o++) outs[o].rewind(marks[o]);
+              input.ctx.counters.add(K.backpressure);
+              input.retryPos = ring.position;
+              // Not in flight any more: it was not handled (a crash now must not count it against it).
+              inFlight = null;
+              Atomics.store(cb.i32, C.INFL_RING, -1);
+              blocked = true;
+              break;
+            }
+            input.retryPos = NaN;
+            reapUnclaimed(input);
+            // Publish this record's effects before letting go of it: a crash after this point leaves
+            // nothing unpublished, a crash before it replays the record (see claim()).
+            for (let o = 0; o < outs.length; o++) outs[o].flush();
             ring.commit();
-            Atomics.store(cb.i32, C.SKIP_RING, -1);
-            continue;
+            replaying = false;
+            inFlight = null;
+            Atomics.store(cb.i32, C.INFL_RING, -1);
+            input.ctx.counters.add(K.handled);
+            Atomics.add(cb.i32, C.PROGRESS, 1);
+            if ((++did & (BEAT_EVERY - 1)) === 0) Atomics.add(cb.i32, C.BEAT, 1);
           }
-          Atomics.store(cb.i32, C.INFL_POS, ring.position);
-          Atomics.store(cb.i32, C.INFL_RING, input.index);
-          inFlight = input;
-          current.from = input.from;
-          current.srcGen = ring.length >= 8 ? rd32(ring.bytes, ring.offset + HDR_SRC_GEN) : 0;
-          // Claims of buffers this server already holds are legitimate when re-handling the record our
-          // predecessor died on, or a record we refused earlier for backpressure.
-          replaying = ring.position === input.head || input.retryPos === ring.position;
-          for (let o = 0; o < outputs.length; o++) marks[o] = outputs[o].mark();
-          if (!dispatch(input, gen)) {
-            // Refused: undo whatever it wrote to its outputs, or the retry would send it twice.
-            for (let o = 0; o < outputs.length; o++) outputs[o].rewind(marks[o]);
-            input.ctx.counters.add(K.backpressure);
-            input.retryPos = ring.position;
-            blocked = true;
-            break;
-          }
-          input.retryPos = NaN;
-          reapUnclaimed(input);
-          // Publish this record's effects before letting go of it: a crash after this point leaves
-          // nothing unpublished, a crash before it replays the record (see claim()).
-          for (let o = 0; o < outputs.length; o++) outputs[o].flush();
-          ring.commit();
-          replaying = false;
-          inFlight = null;
-          Atomics.store(cb.i32, C.INFL_RING, -1);
-          input.ctx.counters.add(K.handled);
-          Atomics.add(cb.i32, C.PROGRESS, 1);
-          if ((++did & (BEAT_EVERY - 1)) === 0) Atomics.add(cb.i32, C.BEAT, 1);
+          // (INFL_RING is -1 here: cleared after each record and on a refusal. Not stored again for each of
+          // the thread's input rings on every turn: a sequentially consistent store is a locked
+          // instruction, and with two co-hosted stacks' 24 rings it was a third of the loop's own time.)
         }
-        inFlight = null;
-        Atomics.store(cb.i32, C.INFL_RING, -1);
+        if (did === before || blocked) break;
       }
 
       let deadline = Infinity;
       const now = clock.nowUs();
+      for (let k = 1; k < parts.length; k++) skew[k] = clocks[k].nowUs() - now;
       for (let i = 0; i < names.length; i++) {
-        const d = modules[i].poll(contexts[i], now);
+        const k = skew[partOf[i]];
+        const d = modules[i].poll(contexts[i], now + k) - k;
         if (d < deadline) deadline = d;
       }
       for (let o = 0; o < outputs.length; o++) outputs[o].flush();

@@ -84,6 +84,13 @@ export interface StackMemoryOptions {
    * defaultBusyPollUs() (on when the stack's threads fit on half the cores).
    */
   busyPollUs?: number;
+  /**
+   * The doorbell (two Int32 words at index 0) of this stack's one host when that host shares its thread
+   * with another stack's (a co-hosted pair, kernel-shim/stack-pair.ts): both stacks' rings into the
+   * thread must ring the one word it parks on. Needs a placement with one host.
+   * @internal
+   */
+  hostBell?: SharedArrayBuffer;
 }
 
 /** Everything a thread needs to attach: plain data and SharedArrayBuffers (structured-clonable). */
@@ -101,6 +108,8 @@ export interface StackMemoryInit {
   config: StackConfig;
   state: Record<ServerName, SharedArrayBuffer>;
   busyPollUs: number;
+  /** See StackMemoryOptions.hostBell. */
+  hostBell?: SharedArrayBuffer;
 }
 
 /**
@@ -148,6 +157,11 @@ export function createStackMemory(opts: StackMemoryOptions = {}): StackMemoryIni
   const servers = serverNames(tcpInstances);
   const hosts = hostsFor(opts.placement ?? 'dedicated', servers);
   const busyPollUs = validateBusyPollUs(opts.busyPollUs, defaultBusyPollUs(hosts.length));
+  if (opts.hostBell !== undefined && (hosts.length !== 1 || !(opts.hostBell instanceof SharedArrayBuffer) || opts.hostBell.byteLength < 8)) {
+    throw Object.assign(new TypeError('hostBell needs a SharedArrayBuffer of 8 bytes or more and a placement with one host'), {
+      code: 'ERR_INVALID_ARG_VALUE',
+    });
+  }
   const clock = ClockPage.create({ manual: opts.manualClock ?? false }).sab;
   // A TAP with TSO/GRO, or the shared-memory wire with an MTU past the small buffers, moves frames of up
   // to 64 KiB both ways: every receive slot and every segment in flight is a big buffer, so there must
@@ -190,6 +204,7 @@ export function createStackMemory(opts: StackMemoryOptions = {}): StackMemoryIni
     config,
     state,
     busyPollUs,
+    ...(opts.hostBell ? { hostBell: opts.hostBell } : {}),
   };
 }
 
@@ -239,6 +254,7 @@ export class StackMemory {
     if (endpoint === 'shim') return new Doorbell(new Int32Array(this.init.bells), SHIM_BELL);
     if (endpoint === 'sup') throw new Error('the supervisor consumes no rings');
     const host = this.hostOf(endpoint);
+    if (this.init.hostBell) return new Doorbell(new Int32Array(this.init.hostBell), 0);
     // The host that runs the driver on a shared-memory wire parks on the wire's receive doorbell, so
     // arriving frames wake it like a record in any of its rings (which then ring that doorbell too).
     const link = this.init.config.link;

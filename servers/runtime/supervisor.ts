@@ -82,9 +82,19 @@ interface Slot {
   exiting: Promise<void> | null;
 }
 
-interface Host {
+/** One stack's servers on a host (a host runs one part, or two for a co-hosted pair). */
+interface Part {
+  mem: StackMemory;
+  /** The host's index in that stack's memory. */
   index: number;
   names: ServerName[];
+}
+
+interface Host {
+  index: number;
+  /** Every server of the thread (with a co-hosted pair, both stacks': names then repeat). */
+  names: ServerName[];
+  parts: Part[];
   pool: Piscina;
   cb: ControlBlock;
   gen: number;
@@ -118,7 +128,7 @@ interface Host {
   restartTimer: NodeJS.Timeout | null;
   servingWaiters: (() => void)[];
   /** Faults injected while the host was not serving, applied when it serves again. */
-  pendingFaults: { server: ServerName; kind: FaultKind }[];
+  pendingFaults: { server: ServerName; kind: FaultKind; of: StackMemory }[];
 }
 
 /** CPU a thread may use without beating before its silence is a hang, whatever the load (ns). */
@@ -176,11 +186,17 @@ export class Supervisor extends EventEmitter {
   private readonly sampleMs: number;
   private readonly poison: PoisonTracker;
   private readonly hangOpts: HangMonitorOptions | undefined;
-  private readonly supRings = new Map<ServerName, RingProducer>();
+  /** The control ring to each server, per stack (a co-hosted pair's supervisor has two stacks). */
+  private readonly supRings = new Map<StackMemory, Map<ServerName, RingProducer>>();
+  /** Stacks that have not stopped yet (see stop()). */
+  private readonly open = new Set<StackMemory>();
+  private starting: Promise<void> | null = null;
   private sampler: NodeJS.Timeout | null = null;
   private lastSampleUs = 0;
   private stopping = false;
+  /** Records dropped as poison (all time), in all, and per stack. */
   poisonDropped = 0;
+  private readonly poisonDroppedIn = new Map<StackMemory, number>();
 
   constructor(mem: StackMemory, opts: SupervisorOptions = {}) {
     super();
@@ -191,7 +207,8 @@ export class Supervisor extends EventEmitter {
     const random = seededRandom(opts.seed ?? 0x6b65);
     this.hosts = mem.hosts.map((names, index) => ({
       index,
-      names,
+      names: [...names],
+      parts: [{ mem, index, names }],
       // The running host task and warm standbys (see the file header and THREADS_PER_HOST).
       pool: new Piscina({
         filename: hostFile,
@@ -237,13 +254,64 @@ export class Supervisor extends EventEmitter {
       h.pool.on('error', (err: unknown) => this.emit('warning', err));
       h.cb.set(C.SKIP_RING, -1);
     }
-    for (const name of mem.servers) {
-      this.supRings.set(name, new RingProducer(mem.ring('sup', name), { wake: mem.doorbellOf(name) }));
+    this.addRings(mem);
+  }
+
+  private addRings(mem: StackMemory): void {
+    const rings = new Map<ServerName, RingProducer>();
+    for (const name of mem.servers) rings.set(name, new RingProducer(mem.ring('sup', name), { wake: mem.doorbellOf(name) }));
+    this.supRings.set(mem, rings);
+    this.open.add(mem);
+  }
+
+  /**
+   * Co-host `guest`'s servers on this stack's thread (a pair of stacks on one thread: stack-pair.ts).
+   * Both stacks must have one host (placement 'shared') and the same hostBell; call before start().
+   * From then on this supervisor watches both: a death of the thread is a death of both stacks' servers,
+   * and every incarnation runs both.
+   */
+  cohost(guest: StackMemory): void {
+    const h = this.hosts[0];
+    if (this.starting || this.hosts.length !== 1 || guest.hosts.length !== 1 || h.parts.length !== 1) {
+      throw Object.assign(new Error('co-hosting needs two unstarted stacks of one host each'), { code: 'ERR_INVALID_STATE' });
+    }
+    if (!guest.init.hostBell || guest.init.hostBell !== this.mem.init.hostBell) {
+      throw Object.assign(new Error('co-hosted stacks must share one hostBell'), { code: 'ERR_INVALID_STATE' });
+    }
+    h.parts.push({ mem: guest, index: 0, names: guest.hosts[0] });
+    h.names.push(...guest.hosts[0]);
+    this.addRings(guest);
+  }
+
+  /**
+   * Emit a host's event once per stack it runs servers of; `make` builds it from that stack's server
+   * names. With a co-hosted pair each event carries `memory`, the stack it is about (the Stack objects
+   * forward only their own), as each stack has its own 'tcp', 'ip'...
+   */
+  private emitFor(h: Host, ev: string, make: (names: ServerName[]) => object, only?: Part): void {
+    for (const part of h.parts) {
+      if (only && part !== only) continue;
+      this.emit(ev, h.parts.length > 1 ? { ...make(part.names), memory: part.mem } : make(part.names));
     }
   }
 
-  /** Start every host and resolve when all are serving. */
-  async start(): Promise<void> {
+  /** The part of `h` whose input ring has index `ring` in the host loop's order (see host.ts). */
+  private partOfInput(h: Host, ring: number): Part {
+    let first = 0;
+    for (const part of h.parts) {
+      for (const name of part.names) first += part.mem.inputsOf(name).length;
+      if (ring < first) return part;
+    }
+    return h.parts[0];
+  }
+
+  /** Start every host and resolve when all are serving (once, however many stacks share this supervisor). */
+  start(): Promise<void> {
+    this.starting ??= this.startHosts();
+    return this.starting;
+  }
+
+  private async startHosts(): Promise<void> {
     for (const h of this.hosts) {
       this.refill(h);
       this.launch(h);
@@ -265,8 +333,8 @@ export class Supervisor extends EventEmitter {
     }
   }
 
-  private hostOf(server: ServerName): Host {
-    const h = this.hosts.find((x) => x.names.includes(server));
+  private hostOf(server: ServerName, of: StackMemory = this.mem): Host {
+    const h = this.hosts.find((x) => x.parts.some((p) => p.mem === of && p.names.includes(server)));
     if (!h) {
       throw Object.assign(new TypeError(`unknown server '${server}'`), { code: 'ERR_INVALID_ARG_VALUE' });
     }
@@ -278,9 +346,9 @@ export class Supervisor extends EventEmitter {
     return new Promise((resolve) => h.servingWaiters.push(resolve));
   }
 
-  /** Resolves when `server` is serving (immediately if it is). */
-  whenServing(server: ServerName): Promise<void> {
-    return this.whenHostServing(this.hostOf(server));
+  /** Resolves when `server` (of stack `of`) is serving (immediately if it is). */
+  whenServing(server: ServerName, of: StackMemory = this.mem): Promise<void> {
+    return this.whenHostServing(this.hostOf(server, of));
   }
 
   /** Submit a standby task for every empty slot; it lands on an idle (or the replacement) thread. */
@@ -292,7 +360,8 @@ export class Supervisor extends EventEmitter {
       slot.gen = 0;
       slot.abort = new AbortController();
       Atomics.store(h.slotWords, slot.index * SLOT.WORDS + SLOT.STATE, SlotState.EMPTY);
-      const task: HostTask = { memory: this.mem.init, host: h.index, slot: slot.index };
+      const task: HostTask = { memory: h.parts[0].mem.init, host: h.parts[0].index, slot: slot.index };
+      if (h.parts.length > 1) task.guests = h.parts.slice(1).map((p) => ({ memory: p.mem.init, host: p.index }));
       h.pool.run(task, { signal: slot.abort.signal }).then(
         () => this.onSlotEnd(h, slot, null),
         (err: unknown) => this.onSlotEnd(h, slot, err ?? new Error('host task failed')),
@@ -430,16 +499,21 @@ export class Supervisor extends EventEmitter {
     const uptimeUs = now - h.startedAtUs;
     const decision = h.policy.onCrash(now, progressed || verdict === 'drop' || uptimeUs >= HEALTHY_UPTIME_US);
     h.crashLooping = decision.crashLooping;
-    for (const name of h.names) this.emit('death', { server: name, ...info, reclaimed });
+    for (const part of h.parts) {
+      for (const name of part.names) this.emitFor(h, 'death', () => ({ server: name, ...info, reclaimed }), part);
+    }
     if (verdict === 'drop' && key !== null) {
       h.cb.set(C.SKIP_POS, inflPos);
       h.cb.set(C.SKIP_RING, inflRing);
       this.poisonDropped++;
       this.poison.forget(h.index);
-      this.emit('poison', { server: h.names.join('+'), ring: inflRing, position: inflPos, attempts: this.poison.maxAttempts, reason });
+      const part = this.partOfInput(h, inflRing);
+      this.poisonDroppedIn.set(part.mem, (this.poisonDroppedIn.get(part.mem) ?? 0) + 1);
+      const at = { ring: inflRing, position: inflPos, attempts: this.poison.maxAttempts, reason };
+      this.emitFor(h, 'poison', (names) => ({ server: names.join('+'), ...at }), part);
     }
 
-    if (decision.crashLooping) this.emit('crash-loop', { servers: h.names, streak: decision.streak, delayUs: decision.delayUs });
+    if (decision.crashLooping) this.emitFor(h, 'crash-loop', (servers) => ({ servers, streak: decision.streak, delayUs: decision.delayUs }));
 
     if (decision.delayUs > 0) {
       h.state = 'backoff';
@@ -464,14 +538,16 @@ export class Supervisor extends EventEmitter {
     if (h.state === 'recovering') {
       const ms = Math.max(0, serving - h.verdictAtUs) / 1000;
       h.recovery.record(ms);
-      for (const name of h.names) this.emit('recovered', { server: name, incarnation: gen, recoveryMs: ms });
+      for (const part of h.parts) {
+        for (const name of part.names) this.emitFor(h, 'recovered', () => ({ server: name, incarnation: gen, recoveryMs: ms }), part);
+      }
     }
     h.state = 'serving';
     h.threadId = h.cb.get(C.THREAD_ID);
     h.sched = null; // a new thread (or a new incarnation on it): its scheduler stats start afresh
     for (const w of h.servingWaiters.splice(0)) w();
     const pending = h.pendingFaults.shift();
-    if (pending) this.applyFault(h, pending.server, pending.kind);
+    if (pending) this.applyFault(h, pending.server, pending.kind, pending.of);
   }
 
   /**
@@ -482,8 +558,15 @@ export class Supervisor extends EventEmitter {
    * is lost, nothing is freed twice (every move is a CAS from the dead owner).
    */
   private reclaimBuffers(h: Host, gen: number): number {
-    const pools = this.mem.pools;
-    for (const name of h.names) {
+    let reclaimed = 0;
+    for (const part of h.parts) reclaimed += this.reclaimPart(part, gen);
+    return reclaimed;
+  }
+
+  private reclaimPart(part: Part, gen: number): number {
+    const { mem, names } = part;
+    const pools = mem.pools;
+    for (const name of names) {
       const id = ENDPOINT_ID[name];
       const dead = makeOwner(id, gen & 0xffff || 1);
       const transit = makeOwner(id, 0);
@@ -493,13 +576,13 @@ export class Supervisor extends EventEmitter {
         const buf = dv.getInt32(DESC_BUF, true);
         if (buf >= 0 && pools.epochOf(buf) === dv.getInt32(DESC_EPOCH, true) >>> 0) pools.transfer(buf, dead, transit);
       };
-      for (const to of this.mem.outputsOf(name)) scanRing(this.mem.ring(name, to), keep);
+      for (const to of mem.outputsOf(name)) scanRing(mem.ring(name, to), keep);
       // The head record of every input ring: the only ones it (or a predecessor) may have claimed a
       // buffer for without committing the record; the next incarnation handles them again.
-      for (const from of this.mem.inputsOf(name)) scanRing(this.mem.ring(from, name), keep, undefined, 1);
+      for (const from of mem.inputsOf(name)) scanRing(mem.ring(from, name), keep, undefined, 1);
     }
     let reclaimed = 0;
-    for (const name of h.names) reclaimed += pools.reclaim(makeOwner(ENDPOINT_ID[name], gen & 0xffff || 1));
+    for (const name of names) reclaimed += pools.reclaim(makeOwner(ENDPOINT_ID[name], gen & 0xffff || 1));
     return reclaimed;
   }
 
@@ -549,7 +632,7 @@ export class Supervisor extends EventEmitter {
   /** The verdict "hung": terminate the thread (via its task's abort signal), and note when it is gone. */
   private killHung(h: Host, s: { phi: number; silenceUs: number }): void {
     h.hangVerdict = true;
-    this.emit('hang', { servers: h.names, phi: s.phi, silenceMs: s.silenceUs / 1000, detail: h.hangDetail });
+    this.emitFor(h, 'hang', (servers) => ({ servers, phi: s.phi, silenceMs: s.silenceUs / 1000, detail: h.hangDetail }));
     const slot = h.active;
     if (!slot) return;
     const tid = h.cb.get(C.THREAD_ID);
@@ -595,40 +678,43 @@ export class Supervisor extends EventEmitter {
       if (s.verdict === 'ok') {
       } else if (s.verdict === 'hung' && this.starvedNotHung(h, now)) {
         h.monitor.rearm(now);
-        this.emit('suspect', { servers: h.names, phi: s.phi, silenceMs: s.silenceUs / 1000, starved: true });
+        this.emitFor(h, 'suspect', (servers) => ({ servers, phi: s.phi, silenceMs: s.silenceUs / 1000, starved: true }));
       } else if (s.verdict === 'hung') {
         this.killHung(h, s);
       } else if (s.verdict === 'suspect') {
-        this.emit('suspect', { servers: h.names, phi: s.phi, silenceMs: s.silenceUs / 1000 });
+        this.emitFor(h, 'suspect', (servers) => ({ servers, phi: s.phi, silenceMs: s.silenceUs / 1000 }));
       }
     }
   }
 
-  /** Inject a fault into a server (a feature: crash-recovery demos and fault campaigns). */
-  inject(server: ServerName, kind: FaultKind): void {
+  /**
+   * Inject a fault into a server of stack `of` (a feature: crash-recovery demos and fault campaigns).
+   * All but poison hit the server's thread, and so every server on it.
+   */
+  inject(server: ServerName, kind: FaultKind, of: StackMemory = this.mem): void {
     if (!(FAULT_KINDS as readonly string[]).includes(kind)) {
       throw Object.assign(new TypeError(`fault kind must be one of ${FAULT_KINDS.join(', ')}, got '${kind}'`), {
         code: 'ERR_INVALID_ARG_VALUE',
       });
     }
-    const h = this.hostOf(server);
+    const h = this.hostOf(server, of);
     if (h.state !== 'serving') {
       // Starting, recovering or backing off: the fault is applied when the next incarnation serves
       // (injecting into the control block now would be wiped by its reset).
-      h.pendingFaults.push({ server, kind });
+      h.pendingFaults.push({ server, kind, of });
       return;
     }
-    this.applyFault(h, server, kind);
+    this.applyFault(h, server, kind, of);
   }
 
-  private applyFault(h: Host, server: ServerName, kind: FaultKind): void {
+  private applyFault(h: Host, server: ServerName, kind: FaultKind, of: StackMemory): void {
     if (h.injectedAtUs === null) h.injectedAtUs = this.mem.clock.nowUs();
     if (kind === 'poison') {
-      this.postControl(server, MSG.POISON, 0);
+      this.postControl(server, MSG.POISON, 0, of);
       return;
     }
     h.cb.set(C.INJECT, kind === 'crash' ? FAULT.CRASH : kind === 'exit' ? FAULT.EXIT : FAULT.HANG);
-    this.mem.doorbellOf(server).ring();
+    of.doorbellOf(server).ring();
   }
 
   /**
@@ -636,8 +722,8 @@ export class Supervisor extends EventEmitter {
    * ring, addressed to incarnation `dstGen` (0: whichever runs). A message addressed to an incarnation
    * that has died is dropped by the receiver as stale.
    */
-  postControl(server: ServerName, type: number, dstGen: number): void {
-    const ring = this.supRings.get(server);
+  postControl(server: ServerName, type: number, dstGen: number, of: StackMemory = this.mem): void {
+    const ring = this.supRings.get(of)?.get(server);
     if (!ring) throw Object.assign(new TypeError(`unknown server '${server}'`), { code: 'ERR_INVALID_ARG_VALUE' });
     const off = ring.reserve(POISON_BYTES, type);
     if (off < 0) throw Object.assign(new Error(`control ring to ${server} is full`), { code: 'ENOBUFS' });
@@ -647,16 +733,18 @@ export class Supervisor extends EventEmitter {
     ring.flush();
   }
 
-  /** The running incarnation of a server. */
-  incarnation(server: ServerName): number {
-    return this.hostOf(server).gen;
+  /** The running incarnation of a server (of stack `of`). */
+  incarnation(server: ServerName, of: StackMemory = this.mem): number {
+    return this.hostOf(server, of).gen;
   }
 
-  /** Per-server statistics. */
-  stats(): Record<ServerName, ServerStats> {
+  /** Per-server statistics of stack `of`. */
+  stats(of: StackMemory = this.mem): Record<ServerName, ServerStats> {
     const out = {} as Record<ServerName, ServerStats>;
     for (const h of this.hosts) {
-      for (const name of h.names) {
+      for (const part of h.parts) {
+        if (part.mem !== of) continue;
+        for (const name of part.names) {
         out[name] = {
           thread: h.index,
           threadId: h.threadId,
@@ -667,11 +755,17 @@ export class Supervisor extends EventEmitter {
           recoveryMs: h.recovery.summary(),
           detectionMs: h.detection.summary(),
           crashLooping: h.crashLooping,
-          counters: this.mem.counters(name).snapshot(),
+          counters: of.counters(name).snapshot(),
         };
+        }
       }
     }
     return out;
+  }
+
+  /** Records dropped as poison from the rings of stack `of`. */
+  poisonDroppedOf(of: StackMemory = this.mem): number {
+    return this.poisonDroppedIn.get(of) ?? 0;
   }
 
   /** All hosts' recovery and detection times merged. */
@@ -685,9 +779,14 @@ export class Supervisor extends EventEmitter {
     return { recoveryMs: r.summary(), detectionMs: d.summary() };
   }
 
-  /** Stop every host (they finish the record in hand and flush), then the thread pools. */
-  async stop(): Promise<void> {
-    if (this.stopping) return;
+  /**
+   * Stop every host (they finish the record in hand and flush), then the thread pools. With a co-hosted
+   * pair, each stack stops its part (`of`): the thread stops when the last of them has, as the other's
+   * servers are still serving on it.
+   */
+  async stop(of: StackMemory = this.mem): Promise<void> {
+    this.open.delete(of);
+    if (this.stopping || this.open.size > 0) return;
     this.stopping = true;
     if (this.sampler) clearInterval(this.sampler);
     for (const h of this.hosts) {
@@ -699,7 +798,7 @@ export class Supervisor extends EventEmitter {
           Atomics.notify(h.slotWords, slot.index * SLOT.WORDS + SLOT.STATE);
         }
       }
-      this.mem.doorbellOf(h.names[0]).ring();
+      h.parts[0].mem.doorbellOf(h.names[0]).ring();
     }
     // Give each host a moment to finish its record and flush, then tear the thread pools down.
     const deadline = Date.now() + 500;

@@ -27,9 +27,9 @@ t.test('keepnet bench all --duration 0.3 --warmup 0.2 --json --svg', async (t) =
   t.equal(lines.length, 1, 'one line of JSON');
   const j = JSON.parse(lines[0]);
   t.ok(Array.isArray(j.results), 'results');
-  t.equal(j.results.length, 9, 'three tests x (kernel + two placements)');
+  t.equal(j.results.length, 12, 'three tests x (kernel + three placements)');
   for (const test of ['bulk', 'rr', 'crr']) {
-    for (const [system, placement] of [['kernel', 'n/a'], ['keepnet', 'dedicated'], ['keepnet', 'shared']]) {
+    for (const [system, placement] of [['kernel', 'n/a'], ['keepnet', 'dedicated'], ['keepnet', 'shared'], ['keepnet', 'cohosted']]) {
       const row = j.results.find((x: any) => x.test === test && x.system === system && x.placement === placement);
       t.ok(row, `${test} ${system} ${placement}`);
       if (!row) continue;
@@ -38,7 +38,7 @@ t.test('keepnet bench all --duration 0.3 --warmup 0.2 --json --svg', async (t) =
       // Every number present anywhere in the row is finite and > 0 (not-applicable figures are null),
       // but the busy poll budget, which is 0 where the stack does not poll.
       for (const [k, v] of Object.entries(row)) if (typeof v === 'number' && k !== 'busyPollUs') t.ok(Number.isFinite(v) && v > 0, `${test} ${system} ${placement}: ${k} = ${v}`);
-      const poll = system === 'kernel' ? null : defaultBusyPollUs(placement === 'shared' ? 1 : 4);
+      const poll = system === 'kernel' ? null : defaultBusyPollUs(placement === 'dedicated' ? 4 : 1);
       t.equal(row.busyPollUs, poll, `${test} ${system} ${placement}: the stacks' default busy poll budget (${poll})`);
     }
   }
@@ -49,7 +49,7 @@ t.test('keepnet bench all --duration 0.3 --warmup 0.2 --json --svg', async (t) =
   const s = readFileSync(svg, 'utf8');
   t.match(s, /^<svg /, 'an SVG');
   t.match(s, /<\/svg>\s*$/, 'complete');
-  t.equal((s.match(/<rect /g) ?? []).length, 1 + 2 * 9, 'a background and two bars per row');
+  t.equal((s.match(/<rect /g) ?? []).length, 1 + 2 * 12, 'a background and two bars per row');
 });
 
 t.test('keepnet bench rr --placement shared --duration 0.2 --json: one test, one placement', async (t) => {

@@ -198,9 +198,11 @@ t.test('two stacks, shared placement: request/response hand-offs are caught by p
       } else {
         // Some hand-offs arrive while the receiving thread polls (a 1 ms budget covers any round trip
         // but one the scheduler stalls): at least a tenth of the 2400 idle moments of the servers, and
-        // of the 1000 of the pumps in the last 500.
+        // of the 1000 of the pumps in the last 500 at least 20 (alone, 280-500 here; with the whole
+        // suite running beside it, 78 once: stalls past 1 ms halve a pump's budget until it stops
+        // polling, and then it polls again only after a probe every 64th park hits; with 0, none).
         t.ok(hits > 240, `records found by polling: ${hits}`);
-        t.ok(shim.hits > 100, `records the pumps found by polling: ${shim.hits} (parks ${shim.parks})`);
+        t.ok(shim.hits >= 20, `records the pumps found by polling: ${shim.hits} (parks ${shim.parks})`);
       }
     } finally {
       await Promise.allSettled([A.close(), B.close()]);
