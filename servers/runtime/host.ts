@@ -449,7 +449,10 @@ function runHost(parts: Part[], generation: number): 'stopped' | 'crashed' {
         if (d < deadline) deadline = d;
       }
       for (let o = 0; o < outputs.length; o++) outputs[o].flush();
-      if (did > 0) continue;
+      // This turn did work: another turn at once only if there is news (records the polls, the shim or
+      // the supervisor published meanwhile, frames on the link). A turn that merely finds nothing costs
+      // every server's poll; the check below (the busy poll's first) costs a peek per ring.
+      if (did > 0 && (blocked || hasNews())) continue;
 
       // Nothing to do. Unless held back by a full output, keep checking for a while first (busy poll,
       // up to the next timer): news that comes meanwhile costs its producer no wake-up and us no park.
