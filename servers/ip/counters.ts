@@ -11,7 +11,8 @@
  */
 export class ReasonCounters<N extends string> {
   readonly names: readonly N[];
-  readonly values: Float64Array;
+  /** The counts (replaced by rebase(): read it at use, do not keep it). */
+  values: Float64Array;
   private readonly slots: Readonly<Record<N, number>>;
 
   /**
@@ -57,6 +58,16 @@ export class ReasonCounters<N extends string> {
 
   reset(): void {
     this.values.fill(0);
+  }
+
+  /**
+   * Count into `backing` from now on: what was counted so far is added to what it holds (a
+   * predecessor's totals, for a restarted server), then every count lands there directly.
+   */
+  rebase(backing: Float64Array): void {
+    if (backing.length < this.names.length) throw new RangeError('counter backing store too small');
+    for (let i = 0; i < this.names.length; i++) backing[i] += this.values[i];
+    this.values = backing;
   }
 }
 

@@ -83,23 +83,20 @@ function be16(b: Uint8Array, o: number, v: number): void {
 }
 
 /**
- * Counters of every core, persisted: each incarnation's cores count from zero in their own arrays;
- * sync() writes base + local into the shared state, so totals survive restarts and the main thread
- * reads them.
+ * Counters of every core, persisted: each core counts straight into its slots of the shared state
+ * (ReasonCounters.rebase), so totals survive restarts and the main thread reads them as they move.
+ * (They used to be copied there on every poll that followed a count: 4% of a co-hosted pair's thread
+ * in `bench rr`, on the path of every frame.) The ip server is not transactional: a count made for a
+ * record it dies on is made again when the record is replayed, as any of its effects would be.
  */
 class PersistedCounters {
-  private readonly parts: { names: readonly string[]; values: Float64Array; base: Float64Array; shared: Float64Array }[] = [];
   private next = 0;
   constructor(private readonly state: SharedArrayBuffer) {}
   add(c: ReasonCounters<string>): void {
     const n = c.names.length;
     if (this.next + n > COUNTER_SLOTS) throw new RangeError('IP counter area too small');
-    const shared = new Float64Array(this.state, this.next * 8, n);
-    this.parts.push({ names: c.names, values: c.values, base: Float64Array.from(shared), shared });
+    c.rebase(new Float64Array(this.state, this.next * 8, n));
     this.next += n;
-  }
-  sync(): void {
-    for (const p of this.parts) for (let i = 0; i < p.values.length; i++) p.shared[i] = p.base[i] + p.values[i];
   }
 }
 
@@ -129,9 +126,6 @@ export class IpEngine {
   private readonly input: IpInput;
   private readonly frag = new Fragmenter();
   private readonly icmp: IcmpErrorBuilder;
-  private readonly persisted: PersistedCounters;
-  /** Set by the server on every record it hands in (any may count something); poll() publishes. */
-  countersMoved = true;
   private readonly ident: Int32Array;
   private readonly mac: number;
   private readonly address: number;
@@ -171,9 +165,9 @@ export class IpEngine {
     this.toTcp = Array.from({ length: shards?.count ?? 1 }, (_, k) => ctx.out.get(tcpInstanceName(k))!);
     this.shardKey = shards?.key ?? [0, 0, 0, 0];
     this.slot = Object.fromEntries(IP_COUNTERS.map((n, i) => [n, i])) as Record<IpCounter, number>;
-    this.persisted = new PersistedCounters(ctx.state);
+    const persisted = new PersistedCounters(ctx.state);
     for (const c of [this.counters, this.input.counters, this.arp.counters, this.input.reassembler.counters, this.frag.counters, this.icmp.counters]) {
-      this.persisted.add(c as ReasonCounters<string>);
+      persisted.add(c as ReasonCounters<string>);
     }
     this.ident = new Int32Array(ctx.state, COUNTER_SLOTS * 8, 4);
   }
@@ -612,12 +606,9 @@ export class IpEngine {
     if (!this.announced && ctx.config.iface && ctx.config.link.kind !== 'none') {
       // Gratuitous ARP: tell the link who has our address (updates neighbours' caches after a restart).
       this.announced = true;
-      this.countersMoved = true;
       this.sendArpRequest(this.address, 0xffffffffffff);
     }
-    let moved = this.countersMoved;
     const p = this.arp.poll(nowUs);
-    if (p.fired > 0) moved = true;
     for (let i = 0; i < p.requestCount; i++) this.sendArpRequest(p.requestIps[i], p.requestEthDsts[i]);
     for (let i = 0; i < p.failedCount; i++) {
       const h = p.failed[i];
@@ -642,17 +633,9 @@ export class IpEngine {
     for (;;) {
       const n = reasm.expire(nowUs, this.quote, 0);
       if (n < 0) break;
-      moved = true;
       if (n > 0) this.sendIcmpError(11, 1, this.quote, 0, n, nowUs);
     }
     deadline = Math.min(deadline, reasm.nextDeadline());
-    // Publish the counters for stats() when they may have moved: the host polls before every park, so
-    // what a record did is published before the server sleeps. Copying them all on every poll (twice
-    // per wake-up) was 8% of a stack thread's busy time in `bench rr`.
-    if (moved) {
-      this.persisted.sync();
-      this.countersMoved = false;
-    }
     return deadline;
   }
 

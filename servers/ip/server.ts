@@ -21,7 +21,6 @@ export const ipServer: ServerModule = {
     const e = engines.get(ctx)!;
     // Refuse (for now) rather than half-handle a record whose outputs may not fit.
     if (!e.hasRoom()) return false;
-    e.countersMoved = true;
     const now = ctx.clock.nowUs();
     if (type === DATA_MSG.FRAME && from === 'driver' && len >= D.FRAME_BYTES) e.onFrame(bytes, off, now);
     else if (type === DATA_MSG.L4_OUT && (from === 'udp' || from === 'tcp' || tcpInstanceOf(from) > 0) && len >= D.L4_OUT_BYTES) e.onL4Out(bytes, off, now);
