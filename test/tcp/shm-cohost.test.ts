@@ -7,14 +7,13 @@
  */
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import http from 'node:http';
-import type { Socket } from 'node:net';
 import type { Stack } from '../../kernel-shim/stack.js';
 import { createStackPair, type PairOptions } from '../../kernel-shim/stack-pair.js';
 import { startTcpService, type NetLike } from '../../bin/services/tcp-services.js';
 import { SERVER_NAMES } from '../../servers/runtime/topology.js';
 import type { FaultKind } from '../../servers/runtime/supervisor.js';
 import { seededBytes } from '../helpers/prng.js';
+import { httpGet, httpPostSha256 } from '../helpers/http-client.js';
 
 const MB = 1 << 20;
 
@@ -24,41 +23,8 @@ async function cohosted(): Promise<[Stack, Stack]> {
   return [A, B];
 }
 
-function get(client: Stack, path: string): Promise<{ ok: boolean; bytes: number; status: number }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '10.93.0.1', port: 80, path, createConnection: () => client.net.connect(80, '10.93.0.1') as unknown as Socket },
-      (res) => {
-        const h = createHash('sha256');
-        let bytes = 0;
-        res.on('data', (d: Buffer) => {
-          h.update(d);
-          bytes += d.length;
-        });
-        res.on('end', () => resolve({ ok: h.digest('hex') === res.headers['x-content-sha256'], bytes, status: res.statusCode ?? 0 }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-function post(client: Stack, body: Buffer): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '10.93.0.1', port: 80, path: '/sha256', method: 'POST', createConnection: () => client.net.connect(80, '10.93.0.1') as unknown as Socket },
-      (res) => {
-        let s = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (s += d));
-        res.on('end', () => resolve(s.trim()));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const get = (client: Stack, path: string): ReturnType<typeof httpGet> => httpGet(client, '10.93.0.1', path);
+const post = (client: Stack, body: Buffer): Promise<string> => httpPostSha256(client, '10.93.0.1', body);
 
 t.test('one thread runs both stacks: http both ways byte-exact, each stack with its own counters', async (t) => {
   const [A, B] = await cohosted();
