@@ -222,19 +222,12 @@ export class Stack extends EventEmitter implements ShimHost {
     const news = (): boolean => !this.running || newsHere();
     try {
       while (this.running) {
-        let did = 0;
-        const inputs = this.inputs;
-        for (let i = 0; i < inputs.length; i++) {
-          const { from, ring } = inputs[i];
-          while (ring.peek() >= 0) {
-            this.receive(from, ring);
-            ring.commit();
-            did++;
-          }
-        }
-        if (did > 0) continue;
+        if (this.drain() > 0) continue;
         if (this.poller.maxUs > 0 && (await this.poller.pollAsync(news))) {
           this.shimStats.busyPollHits++;
+          // The news may be another stack's (pumpsHere): handle it now, in this turn of the event loop,
+          // rather than when that stack's own poll looks next (a turn later if it looked just before).
+          for (const s of pumpsHere) if (s !== this) s.drain();
           continue;
         }
         const key = this.bell.prepare();
@@ -248,6 +241,21 @@ export class Stack extends EventEmitter implements ShimHost {
     } finally {
       clearInterval(nudge);
     }
+  }
+
+  /** Handle every record in the shim's input rings; how many there were. @internal */
+  drain(): number {
+    let did = 0;
+    const inputs = this.inputs;
+    for (let i = 0; i < inputs.length; i++) {
+      const { from, ring } = inputs[i];
+      while (ring.peek() >= 0) {
+        this.receive(from, ring);
+        ring.commit();
+        did++;
+      }
+    }
+    return did;
   }
 
   get pools(): Pools {
