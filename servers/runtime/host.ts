@@ -15,7 +15,8 @@
  *          committed without being handled; passes over the rings repeat (a few at most) while they
  *          bring records, as one server's output is often the next one's input on this thread;
  *        - timers: poll() each server;
- *        - flush every output ring once (batched publication);
+ *        - flush every output ring once (batched publication); a turn that did work is followed by
+ *          another at once if there is news, else by the busy poll below;
  *        - nothing to do: busy poll for news a little while (up to the stack's busyPollUs, adaptive,
  *          yielding the core between checks; never past the next timer), then publish PARKED and park on
  *          the host's doorbell (every ring into this host rings it) until news or the next timer.
