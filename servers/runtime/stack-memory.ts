@@ -87,7 +87,9 @@ export interface StackMemoryOptions {
   /**
    * The doorbell (two Int32 words at index 0) of this stack's one host when that host shares its thread
    * with another stack's (a co-hosted pair, kernel-shim/stack-pair.ts): both stacks' rings into the
-   * thread must ring the one word it parks on. Needs a placement with one host.
+   * thread must ring the one word it parks on. Needs a placement with one host, and both ends of the
+   * stack's shared-memory wire on that thread: the wire rings the receiver's wire doorbell, which the
+   * thread does not park on (it needs no wake-up for frames it put on the wire itself).
    * @internal
    */
   hostBell?: SharedArrayBuffer;
@@ -254,6 +256,7 @@ export class StackMemory {
     if (endpoint === 'shim') return new Doorbell(new Int32Array(this.init.bells), SHIM_BELL);
     if (endpoint === 'sup') throw new Error('the supervisor consumes no rings');
     const host = this.hostOf(endpoint);
+    // Co-hosted (see StackMemoryOptions.hostBell): the thread's one doorbell, not the wire's.
     if (this.init.hostBell) return new Doorbell(new Int32Array(this.init.hostBell), 0);
     // The host that runs the driver on a shared-memory wire parks on the wire's receive doorbell, so
     // arriving frames wake it like a record in any of its rings (which then ring that doorbell too).
