@@ -72,7 +72,7 @@ interface Input {
    * writes only through its own context), so the only ones to mark, rewind and flush per record.
    */
   outs: RingProducer[];
-  /** Their write positions before the record in hand (to rewind to if it is refused). */
+  /** Their write positions before the record in hand (to rewind to if it is refused; one per server). */
   marks: Int32Array;
   /**
    * The ring's producer when it is a server on this thread (null: the shim or the supervisor, on
@@ -288,9 +288,10 @@ function runHost(parts: Part[], generation: number): 'stopped' | 'crashed' {
     contexts.push(ctx);
     counters.push(ctx.counters);
     const server = modules[s];
+    const marks = new Int32Array(outs.length);
     for (const from of mem.inputsOf(name)) {
       const ring = new RingConsumer(mem.ring(from, name), { generation: gen, doorbell });
-      inputs.push({ ring, from, server, ctx, index: inputs.length, outs, marks: new Int32Array(outs.length), local: null, seen: 0, retryPos: NaN, head: ring.position });
+      inputs.push({ ring, from, server, ctx, index: inputs.length, outs, marks, local: null, seen: 0, retryPos: NaN, head: ring.position });
       inputKeys.push(`${partOf[s]}:${linkName(from, name)}`);
     }
   }

@@ -92,8 +92,7 @@ interface Part {
 
 interface Host {
   index: number;
-  /** Every server of the thread (with a co-hosted pair, both stacks': names then repeat). */
-  names: ServerName[];
+  /** The stacks' servers it runs: one part, or two for a co-hosted pair. */
   parts: Part[];
   pool: Piscina;
   cb: ControlBlock;
@@ -207,7 +206,6 @@ export class Supervisor extends EventEmitter {
     const random = seededRandom(opts.seed ?? 0x6b65);
     this.hosts = mem.hosts.map((names, index) => ({
       index,
-      names: [...names],
       parts: [{ mem, index, names }],
       // The running host task and warm standbys (see the file header and THREADS_PER_HOST).
       pool: new Piscina({
@@ -279,7 +277,6 @@ export class Supervisor extends EventEmitter {
       throw Object.assign(new Error('co-hosted stacks must share one hostBell'), { code: 'ERR_INVALID_STATE' });
     }
     h.parts.push({ mem: guest, index: 0, names: guest.hosts[0] });
-    h.names.push(...guest.hosts[0]);
     this.addRings(guest);
   }
 
@@ -798,7 +795,7 @@ export class Supervisor extends EventEmitter {
           Atomics.notify(h.slotWords, slot.index * SLOT.WORDS + SLOT.STATE);
         }
       }
-      h.parts[0].mem.doorbellOf(h.names[0]).ring();
+      h.parts[0].mem.doorbellOf(h.parts[0].names[0]).ring();
     }
     // Give each host a moment to finish its record and flush, then tear the thread pools down.
     const deadline = Date.now() + 500;
