@@ -45,6 +45,15 @@ const newsHere = (): boolean => {
   for (const s of pumpsHere) if (s.hasInput()) return true;
   return false;
 };
+/**
+ * The busy poll under way on this thread, if any: one for all its pumps. Each pump polling on its own
+ * cost every turn of the event loop a check and a sched_yield per stack; with both ends of `bench rr`
+ * in one process that was two yields a turn, and the turn is what a record waits for. A pump that
+ * finds a poll under way awaits it instead of starting its own.
+ */
+let pollHere: Promise<boolean> | null = null;
+/** Bumped when a stack of this thread closes: a poll under way ends, so its pump can exit at once. */
+let pumpsClosed = 0;
 
 export interface StackOptions extends Omit<StackMemoryOptions, 'config'>, SupervisorOptions, NetworkOptions {
   /**
@@ -219,16 +228,27 @@ export class Stack extends EventEmitter implements ShimHost {
     const nudge = setInterval(() => {
       if (this.hasInput()) this.bell.ring();
     }, PUMP_NUDGE_MS);
-    const news = (): boolean => !this.running || newsHere();
     try {
       while (this.running) {
         if (this.drain() > 0) continue;
-        if (this.poller.maxUs > 0 && (await this.poller.pollAsync(news))) {
-          this.shimStats.busyPollHits++;
-          // The news may be another stack's (pumpsHere): handle it now, in this turn of the event loop,
-          // rather than when that stack's own poll looks next (a turn later if it looked just before).
-          for (const s of pumpsHere) if (s !== this) s.drain();
-          continue;
+        if (this.poller.maxUs > 0) {
+          // One poll for the thread (pollHere): join the one under way, or start it.
+          const mine = pollHere === null;
+          if (mine) {
+            const closed = pumpsClosed;
+            pollHere = this.poller.pollAsync(() => pumpsClosed !== closed || newsHere());
+          }
+          const hit = await pollHere!;
+          if (mine) pollHere = null;
+          if (!this.running) break;
+          if (hit) {
+            // (Counted by every pump that waited on it: each was spared a park.)
+            this.shimStats.busyPollHits++;
+            // The news may be another stack's: handle it now, in this turn of the event loop, rather
+            // than when that stack's pump runs next.
+            if (mine) for (const s of pumpsHere) if (s !== this) s.drain();
+            continue;
+          }
         }
         const key = this.bell.prepare();
         if (!this.running || this.hasInput()) {
@@ -424,6 +444,7 @@ export class Stack extends EventEmitter implements ShimHost {
   async close(): Promise<void> {
     this.running = false;
     pumpsHere.delete(this);
+    pumpsClosed++;
     this.bell.ring();
     Atomics.notify(this.bell.i32, this.bell.index);
     this.dgram.close();

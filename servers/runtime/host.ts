@@ -222,6 +222,11 @@ function runHost(parts: Part[], generation: number): 'stopped' | 'crashed' {
   });
   // Resolved once: the loop below calls them on every iteration.
   const modules: ServerModule[] = names.map(serverModule);
+  /** The servers with news outside the rings (a driver's link: ServerModule.pending), by index. */
+  const linked: number[] = [];
+  for (let i = 0; i < modules.length; i++) if (modules[i].pending) linked.push(i);
+  /** Each server's output rings, by index. */
+  const serverOuts: RingProducer[][] = [];
   const gen = generation;
   // Each stack has its own clock page: the loop keeps time on the first's, and polls every server on
   // its own stack's (skew: how far each part's clock is ahead of the first's, read every iteration).
@@ -286,6 +291,7 @@ function runHost(parts: Part[], generation: number): 'stopped' | 'crashed' {
       },
     };
     contexts.push(ctx);
+    serverOuts.push(outs);
     counters.push(ctx.counters);
     const server = modules[s];
     const marks = new Int32Array(outs.length);
@@ -296,6 +302,9 @@ function runHost(parts: Part[], generation: number): 'stopped' | 'crashed' {
     }
   }
   for (let i = 0; i < inputs.length; i++) inputs[i].local = producers.get(inputKeys[i]) ?? null;
+  /** The rings other threads publish to (the shim's, the supervisor's), and those this thread does. */
+  const remoteRings = inputs.filter((x) => x.local === null).map((x) => x.ring);
+  const localRings = inputs.filter((x) => x.local !== null).map((x) => x.ring);
 
   cb.set(C.THREAD_ID, threadId);
   cb.set(C.OS_TID, OS_TID);
@@ -334,16 +343,27 @@ function runHost(parts: Part[], generation: number): 'stopped' | 'crashed' {
   const current = { from: 'sup' as Endpoint, srcGen: 0 };
   let replaying = false;
   const stopOrFault = (): boolean => Atomics.load(cb.i32, C.STOP) !== 0 || Atomics.load(cb.i32, C.INJECT) !== FAULT.NONE;
-  /** Anything for the loop to do: a stop, a fault to inject, a record in a ring, news on the link. */
-  const hasNews = (): boolean => {
+  /**
+   * News from other threads: a stop, a fault to inject, a record from the shim or the supervisor, a
+   * frame on a link. The busy poll checks only these: the other rings are this thread's own, and
+   * nothing can reach them while it polls.
+   */
+  const remoteNews = (): boolean => {
     if (stopOrFault()) return true;
-    for (let i = 0; i < inputs.length; i++) if (inputs[i].ring.peek() >= 0) return true;
+    for (let i = 0; i < remoteRings.length; i++) if (remoteRings[i].peek() >= 0) return true;
     // News outside the rings (the driver's link): its producer rings our doorbell only once we have
     // announced the park, so what arrived since poll() looked must be checked here, or it waits for
     // the next timer (see driver/server.ts pending()).
-    for (let i = 0; i < names.length; i++) if (modules[i].pending?.(contexts[i]) ?? false) return true;
+    for (let j = 0; j < linked.length; j++) if (modules[linked[j]].pending!(contexts[linked[j]])) return true;
     return false;
   };
+  /** A record in a ring this thread publishes to (left by the drain's last pass, or by the polls). */
+  const localNews = (): boolean => {
+    for (let i = 0; i < localRings.length; i++) if (localRings[i].peek() >= 0) return true;
+    return false;
+  };
+  /** Anything for the loop to do. */
+  const hasNews = (): boolean => remoteNews() || localNews();
   // One poller for the thread: the largest budget any of its stacks asked for.
   const poller = busyPollerFor(Math.max(...parts.map((p) => p.mem.init.busyPollUs)));
   try {
@@ -439,6 +459,25 @@ function runHost(parts: Part[], generation: number): 'stopped' | 'crashed' {
           // the thread's input rings on every turn: a sequentially consistent store is a locked
           // instruction, and with two co-hosted stacks' 24 rings it was a third of the loop's own time.)
         }
+        // Frames that reached a link during the pass (from the other end of a co-hosted wire, whose
+        // driver just sent them): received now, so the receiving stack's servers handle them in the next
+        // pass rather than after this turn's polls, in the next turn.
+        if (!blocked) {
+          for (let j = 0; j < linked.length; j++) {
+            const s = linked[j];
+            if (!modules[s].pending!(contexts[s])) continue;
+            modules[s].poll(contexts[s], clocks[partOf[s]].nowUs());
+            // Work only if it published (a link it cannot take frames from yet, say with no buffer to
+            // receive into, must not keep the passes going).
+            const outs = serverOuts[s];
+            let published = 0;
+            for (let o = 0; o < outs.length; o++) {
+              published += outs[o].pending;
+              outs[o].flush();
+            }
+            if (published > 0) did++;
+          }
+        }
         if (did === before || blocked) break;
       }
 
@@ -453,12 +492,14 @@ function runHost(parts: Part[], generation: number): 'stopped' | 'crashed' {
       for (let o = 0; o < outputs.length; o++) outputs[o].flush();
       // This turn did work: another turn at once only if there is news (records the polls, the shim or
       // the supervisor published meanwhile, frames on the link). A turn that merely finds nothing costs
-      // every server's poll; the check below (the busy poll's first) costs a peek per ring.
+      // every server's poll; the check below (the busy poll's first) costs a peek per ring. Records the
+      // polls published to this thread's own rings are news too (a timer's segment), whatever `did`.
       if (did > 0 && (blocked || hasNews())) continue;
+      if (!blocked && localNews()) continue;
 
       // Nothing to do. Unless held back by a full output, keep checking for a while first (busy poll,
       // up to the next timer): news that comes meanwhile costs its producer no wake-up and us no park.
-      if (!blocked && poller.maxUs > 0 && poller.poll(hasNews, deadline - clock.nowUs())) {
+      if (!blocked && poller.maxUs > 0 && poller.poll(remoteNews, deadline - clock.nowUs())) {
         counters[0].add(K.busyPollHits);
         continue;
       }
@@ -498,7 +539,7 @@ function runHost(parts: Part[], generation: number): 'stopped' | 'crashed' {
 /**
  * Development aid: with KEEPNET_CPU_PROF=DIR, the host loop of a serving incarnation profiles itself
  * (node:inspector, same thread: the calls complete synchronously) for KEEPNET_CPU_PROF_MS (default
- * 10000), or until the stack stops it if that comes first, and writes
+ * 10000; sampling every KEEPNET_CPU_PROF_US, default 1000), or until the stack stops it if that comes first, and writes
  * DIR/host-<servers>-<thread>.cpuprofile. (node --cpu-prof gets no profile out of a worker that is
  * terminated, which is how a host ends when its stop does not come in time.)
  */
@@ -508,6 +549,8 @@ function startProfile(names: ServerName[]): { due(): boolean; stop(): void } | n
   const session = new inspector.Session();
   session.connect();
   session.post('Profiler.enable');
+  // KEEPNET_CPU_PROF_US: the sampling interval (µs; V8's default is 1000).
+  session.post('Profiler.setSamplingInterval', { interval: Number(process.env['KEEPNET_CPU_PROF_US'] ?? 1000) });
   session.post('Profiler.start');
   const until = Date.now() + Number(process.env['KEEPNET_CPU_PROF_MS'] ?? 10_000);
   let done = false;

@@ -64,6 +64,13 @@ interface Shell {
   a: Tcb;
   b: Tcb;
   aSlot: number;
+  /**
+   * The slot whose committed Tcb words s.a holds unchanged (finish() just stored and committed it), or
+   * -1: beginA() on that slot skips the load. In request/response the same connection's segment and
+   * send alternate, and a load is 166 words. Anything that puts other contents in s.a sets it to -1
+   * (every assignment of aSlot), and so does a store of another Tcb into that slot.
+   */
+  aLoaded: number;
   bSlot: number;
   aBits: number;
   bBits: number;
@@ -288,6 +295,7 @@ function load(s: Shell, slot: number, t: Tcb): void {
 
 /** Write back the words of `t` that changed, through the undo log. */
 function store(s: Shell, slot: number, t: Tcb): void {
+  if (t !== s.a && slot === s.aLoaded) s.aLoaded = -1;
   const w = s.words;
   tcbSave(t, w, 0);
   const base = tcbWord(s, slot);
@@ -301,7 +309,8 @@ function store(s: Shell, slot: number, t: Tcb): void {
 function beginA(s: Shell, slot: number): Tcb {
   s.aSlot = slot;
   s.aBits = 0;
-  load(s, slot, s.a);
+  if (s.aLoaded !== slot) load(s, slot, s.a);
+  s.aLoaded = -1;
   s.io.nowUs = s.ctx.clock.nowUs();
   return s.a;
 }
@@ -338,6 +347,7 @@ function finish(s: Shell, slot: number, t: Tcb, bits: number): void {
     Atomics.store(s.v.sock, slot * SW.WORDS + SW.GEN, 0);
     return;
   }
+  if (t === s.a) s.aLoaded = slot;
   publish(s, slot, t, bits);
 }
 
@@ -447,6 +457,7 @@ export const tcpServer: ServerModule = {
       a: new Tcb(),
       b: new Tcb(),
       aSlot: -1,
+      aLoaded: -1,
       bSlot: -1,
       aBits: 0,
       bBits: 0,
@@ -671,6 +682,7 @@ function childOf(s: Shell, lslot: number, child: number, r: TcpRepr, src: number
   load(s, lslot, l);
   const t = s.a;
   s.aSlot = child;
+  s.aLoaded = -1;
   s.aBits = 0;
   tcbCopy(t, s.pristine);
   tcbConfigure(t, { localAddr: dst, localPort: r.dstPort, remoteAddr: src, remotePort: r.srcPort, mss: mssFor(s, src), rcvBuf: s.v.layout.bufBytes });
@@ -1012,6 +1024,7 @@ function connect(s: Shell, b: Uint8Array, off: number): boolean {
   table.set(slot, M.TOKEN, token);
   const t = s.a;
   s.aSlot = slot;
+  s.aLoaded = -1;
   s.aBits = 0;
   tcbCopy(t, s.pristine);
   tcbConfigure(t, {
@@ -1071,6 +1084,7 @@ function listen(s: Shell, b: Uint8Array, off: number): boolean {
   table.set(slot, M.BACKLOG, backlog);
   const t = s.a;
   s.aSlot = slot;
+  s.aLoaded = -1;
   tcbCopy(t, s.pristine);
   tcbConfigure(t, { localAddr: addr, localPort: port, remoteAddr: 0, remotePort: 0, mss: s.mss, rcvBuf: s.v.layout.bufBytes });
   core.listen(t);
