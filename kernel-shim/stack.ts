@@ -31,6 +31,14 @@ import { ENDPOINT_ID, tcpInstanceOf, type Endpoint, type ServerName } from '../s
 /** The shim's generation in the records it writes (it is never restarted). */
 export const SHIM_GEN = 1;
 
+/**
+ * How long one turn of the event loop may keep checking for news while the pump busy polls (µs): see
+ * BusyPoller.pollAsync. A turn per check made a request/response's wait for the stacks' thread some
+ * twenty turns, each an Immediate to allocate: co-hosted `bench rr` ran a young-generation collection
+ * (0.3 ms, the exchange stalled) every 9-14 ms; with 10 µs turns, a third fewer.
+ */
+const PUMP_SLICE_US = 10;
+
 /** How often the shim's pump re-checks its rings whatever its doorbell says (ms): see pump(). */
 const PUMP_NUDGE_MS = 200;
 
@@ -236,7 +244,7 @@ export class Stack extends EventEmitter implements ShimHost {
           const mine = pollHere === null;
           if (mine) {
             const closed = pumpsClosed;
-            pollHere = this.poller.pollAsync(() => pumpsClosed !== closed || newsHere());
+            pollHere = this.poller.pollAsync(() => pumpsClosed !== closed || newsHere(), PUMP_SLICE_US);
           }
           const hit = await pollHere!;
           if (mine) pollHere = null;

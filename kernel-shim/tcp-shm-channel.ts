@@ -15,6 +15,7 @@ import { OP, OPTF_KEEPALIVE, OPTF_NODELAY, T, TCP_MSG, TERR_NAME } from '../serv
 import { connId, genOf, KICK_RECV, KICK_SEND, PUB, slotOf, SW, TcpViews } from '../servers/tcp/layout.js';
 import { N } from '../servers/tcp/notify.js';
 import type { ShimHost } from './shim-host.js';
+import { atTurnEnd } from './turn-end.js';
 import type { Endpoint } from '../servers/runtime/topology.js';
 import type {
   ConnectRequest,
@@ -120,7 +121,7 @@ export class ShmTcpChannel implements TcpChannel {
   private flushSoon(): void {
     if (this.ring.pending > 0 && !this.flushQueued) {
       this.flushQueued = true;
-      queueMicrotask(this.flushNow);
+      atTurnEnd(this.flushNow);
     }
   }
 

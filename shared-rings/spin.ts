@@ -125,26 +125,36 @@ export class BusyPoller {
   }
 
   /**
-   * The same poll without blocking the caller's event loop, for a consumer on an application's main
-   * thread: each check is one turn of the event loop (setImmediate), so the application's timers and
-   * I/O run between checks, and `relax` after each check gives the core to a thread with work. Resolves
-   * true if `news` returned true within the budget.
+   * The same poll without blocking the caller's event loop for long, for a consumer on an application's
+   * main thread: the checks run in turns of the event loop (setImmediate), so the application's timers
+   * and I/O run between them, and `relax` after each check gives the core to a thread with work. A turn
+   * makes one check, or keeps checking for up to `sliceUs` (holding the event loop that long at most):
+   * each turn costs the event loop's own round (an epoll_wait, an Immediate to allocate and collect),
+   * and a record that comes while the loop is elsewhere waits for it. Resolves true if `news` returned
+   * true within the budget.
    */
-  pollAsync(news: () => boolean): Promise<boolean> {
+  pollAsync(news: () => boolean, sliceUs = 0): Promise<boolean> {
     const until = this.begin(Infinity);
     if (until < 0) return Promise.resolve(false);
     return new Promise((resolve) => {
       const turn = (): void => {
-        if (news()) {
-          this.hit();
-          resolve(true);
-        } else if (this.nowUs() >= until) {
-          this.miss();
-          resolve(false);
-        } else {
+        const sliceEnd = sliceUs > 0 ? this.nowUs() + sliceUs : 0;
+        for (;;) {
+          if (news()) {
+            this.hit();
+            resolve(true);
+            return;
+          }
+          const now = this.nowUs();
+          if (now >= until) {
+            this.miss();
+            resolve(false);
+            return;
+          }
           this.relax();
-          setImmediate(turn);
+          if (now >= sliceEnd) break;
         }
+        setImmediate(turn);
       };
       setImmediate(turn);
     });

@@ -37,13 +37,17 @@ export const C = Object.freeze({
   SKIP_POS: 9,
   CRASH_KIND: 10,
   CRASH_LEN: 11,
-  BELL: 12,
   THREAD_ID: 14,
   CRASH_GEN: 15,
   SERVING: 16,
   CRASH_SEQ: 18,
   /** The host thread's OS thread id (Linux), 0 if unknown: the supervisor reads its scheduler stats. */
   OS_TID: 20,
+  /**
+   * The host's doorbell, in the second cache line of the block: every producer's flush loads its
+   * waiters word, and the first line has BEAT and PROGRESS, which the host writes on every turn.
+   */
+  BELL: 24,
 });
 export const HostState = Object.freeze({ IDLE: 0, BUSY: 1, PARKED: 2, STOPPED: 3 });
 export const FAULT = Object.freeze({ NONE: 0, CRASH: 1, EXIT: 2, HANG: 3 });

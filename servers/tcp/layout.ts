@@ -282,6 +282,8 @@ export class TcpViews {
   readonly counters: Float64Array;
   readonly log: Float64Array;
   readonly tx: Float64Array;
+  /** The same words as Int32 pairs (bitwise comparison: tcp/server.ts store()). */
+  readonly tx32: Int32Array;
   readonly sock: Int32Array;
   readonly bytes: Uint8Array;
 
@@ -293,6 +295,7 @@ export class TcpViews {
     this.counters = new Float64Array(sab, l.countersOff, COUNTER_WORDS);
     this.log = new Float64Array(sab, l.logOff, LOG_ENTRIES * 2);
     this.tx = new Float64Array(sab, l.txOff, l.txWords);
+    this.tx32 = new Int32Array(sab, l.txOff, l.txWords * 2);
     this.sock = new Int32Array(sab, l.sockOff, l.maxConns * SW.WORDS);
     this.bytes = new Uint8Array(sab);
   }

@@ -76,6 +76,8 @@ interface Shell {
   bBits: number;
   pristine: Tcb;
   words: Float64Array;
+  /** The same scratch as Int32 pairs. */
+  words32: Int32Array;
   repr: TcpRepr;
   view: TcpView;
   outRepr: TcpRepr;
@@ -293,16 +295,21 @@ function load(s: Shell, slot: number, t: Tcb): void {
   tcbLoad(t, s.v.tx, tcbWord(s, slot));
 }
 
-/** Write back the words of `t` that changed, through the undo log. */
+/**
+ * Write back the words of `t` that changed, through the undo log. Words are compared as bit patterns
+ * (two Int32 halves each) rather than with Object.is: a segment changes about 12 of the 166, and the
+ * comparison with those 12 writes took 350 ns instead of 530 in isolation (tx.set still ignores a
+ * change of NaN payload alone).
+ */
 function store(s: Shell, slot: number, t: Tcb): void {
   if (t !== s.a && slot === s.aLoaded) s.aLoaded = -1;
   const w = s.words;
   tcbSave(t, w, 0);
   const base = tcbWord(s, slot);
-  const tx = s.v.tx;
-  for (let i = 0; i < TCB_WORDS; i++) {
-    const v = w[i];
-    if (!Object.is(tx[base + i], v)) s.tx.set(base + i, v);
+  const w32 = s.words32;
+  const tx32 = s.v.tx32;
+  for (let i = 0, j = 2 * base; i < 2 * TCB_WORDS; i += 2, j += 2) {
+    if (tx32[j] !== w32[i] || tx32[j + 1] !== w32[i + 1]) s.tx.set(base + (i >> 1), w[i >> 1]);
   }
 }
 
@@ -447,6 +454,7 @@ export const tcpServer: ServerModule = {
     const iface = ctx.config.iface;
     const secret = Buffer.alloc(16);
     for (let i = 0; i < 4; i++) secret.writeInt32LE(v.header[H.SECRET + i], 4 * i);
+    const words = new Float64Array(TCB_WORDS);
     const s: Shell = {
       ctx,
       v,
@@ -462,7 +470,8 @@ export const tcpServer: ServerModule = {
       aBits: 0,
       bBits: 0,
       pristine: new Tcb(),
-      words: new Float64Array(TCB_WORDS),
+      words,
+      words32: new Int32Array(words.buffer),
       repr: new TcpRepr(),
       view: new TcpView(),
       outRepr: new TcpRepr(),

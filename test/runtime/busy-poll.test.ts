@@ -121,6 +121,38 @@ t.test('BusyPoller.pollAsync: one check per turn of the event loop, the same bud
   t.equal(offChecks, 0);
 });
 
+t.test('BusyPoller.pollAsync: with a slice, a turn keeps checking for up to sliceUs', async (t) => {
+  /** Turns of the event loop while `run` is under way: an Immediate chain of our own beside the poll's. */
+  const turnsDuring = async (run: () => Promise<boolean>): Promise<{ found: boolean; turns: number }> => {
+    let turns = 0;
+    let live = true;
+    const tick = (): void => {
+      turns++;
+      if (live) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const found = await run();
+    live = false;
+    return { found, turns };
+  };
+  // The fake clock moves 1 µs a read; a check reads it once, a turn once more to start its slice.
+  let checks = 0;
+  const sliced = new BusyPoller(1000, fake(1).now, () => {});
+  const a = await turnsDuring(() => sliced.pollAsync(() => ++checks === 20, 10));
+  t.ok(a.found, 'found on the twentieth check');
+  t.ok(a.turns <= 4, `20 checks in 10 µs slices took ${a.turns} turns of the event loop`);
+  checks = 0;
+  const unsliced = new BusyPoller(1000, fake(1).now, () => {});
+  const b = await turnsDuring(() => unsliced.pollAsync(() => ++checks === 20));
+  t.ok(b.found);
+  t.ok(b.turns >= 19, `without a slice, a turn per check (${b.turns})`);
+  // A slice never outlasts the budget.
+  checks = 0;
+  const short = new BusyPoller(6, fake(1).now, () => {});
+  t.equal(await short.pollAsync(() => (checks++, false), 100), false, 'ran out within the first slice');
+  t.ok(checks <= 7, `stopped at the 6 µs budget (${checks} checks)`);
+});
+
 t.test('busyPollUs: default by placement and cores, checked like a Node option', async (t) => {
   t.equal(defaultBusyPollUs(1, 2), BUSY_POLL_US, 'one thread a stack on 2 cores: on');
   t.equal(defaultBusyPollUs(4, 2), 0, 'four threads a stack on 2 cores: off');
