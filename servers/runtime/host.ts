@@ -13,13 +13,15 @@
  *          handle, flush the handling server's outputs, commit (so a crash leaves exactly that record to
  *          be seen again), beat every few records; a record the supervisor marked as poison is
  *          committed without being handled; passes over the rings repeat (a few at most) while they
- *          bring records, as one server's output is often the next one's input on this thread;
+ *          bring records, as one server's output is often the next one's input on this thread, and
+ *          frames that reached a link meanwhile (a co-hosted wire's) are received between passes;
  *        - timers: poll() each server;
  *        - flush every output ring once (batched publication); a turn that did work is followed by
  *          another at once if there is news, else by the busy poll below;
- *        - nothing to do: busy poll for news a little while (up to the stack's busyPollUs, adaptive,
- *          yielding the core between checks; never past the next timer), then publish PARKED and park on
- *          the host's doorbell (every ring into this host rings it) until news or the next timer.
+ *        - nothing to do: busy poll for news from other threads a little while (up to the stack's
+ *          busyPollUs, adaptive, yielding the core between checks; never past the next timer), then
+ *          publish PARKED and park on the host's doorbell (every ring into this host rings it) until
+ *          news or the next timer.
  * A handler that throws ends the incarnation: the crash reason and stack are written to the control
  * block, then the thread exits so the next incarnation gets a fresh isolate (the supervisor re-runs the
  * task on the warm standby thread).
@@ -539,9 +541,9 @@ function runHost(parts: Part[], generation: number): 'stopped' | 'crashed' {
 /**
  * Development aid: with KEEPNET_CPU_PROF=DIR, the host loop of a serving incarnation profiles itself
  * (node:inspector, same thread: the calls complete synchronously) for KEEPNET_CPU_PROF_MS (default
- * 10000; sampling every KEEPNET_CPU_PROF_US, default 1000), or until the stack stops it if that comes first, and writes
- * DIR/host-<servers>-<thread>.cpuprofile. (node --cpu-prof gets no profile out of a worker that is
- * terminated, which is how a host ends when its stop does not come in time.)
+ * 10000) with a sample every KEEPNET_CPU_PROF_US (default 1000), or until the stack stops it if that
+ * comes first, and writes DIR/host-<servers>-<thread>.cpuprofile. (node --cpu-prof gets no profile out
+ * of a worker that is terminated, which is how a host ends when its stop does not come in time.)
  */
 function startProfile(names: ServerName[]): { due(): boolean; stop(): void } | null {
   const dir = process.env['KEEPNET_CPU_PROF'];
