@@ -48,9 +48,11 @@ const PUMP_NUDGE_MS = 200;
  * bench`), the exchange goes back and forth between them, and each pump polling only its own rings
  * would miss half the time and park.
  */
-const pumpsHere = new Set<Stack>();
+let pumpsHere: Stack[] = [];
+/** (An array, indexed: a poll calls this every check, and a Set's iterator is an allocation.) */
 const newsHere = (): boolean => {
-  for (const s of pumpsHere) if (s.hasInput()) return true;
+  const pumps = pumpsHere;
+  for (let i = 0; i < pumps.length; i++) if (pumps[i].hasInput()) return true;
   return false;
 };
 /**
@@ -62,6 +64,9 @@ const newsHere = (): boolean => {
 let pollHere: Promise<boolean> | null = null;
 /** Bumped when a stack of this thread closes: a poll under way ends, so its pump can exit at once. */
 let pumpsClosed = 0;
+/** pumpsClosed when the poll under way began; and that poll's check (one function, not one per poll). */
+let pollClosed = 0;
+const pollNews = (): boolean => pumpsClosed !== pollClosed || newsHere();
 
 export interface StackOptions extends Omit<StackMemoryOptions, 'config'>, SupervisorOptions, NetworkOptions {
   /**
@@ -195,7 +200,7 @@ export class Stack extends EventEmitter implements ShimHost {
   async start(): Promise<this> {
     await this.supervisor.start();
     this.running = true;
-    pumpsHere.add(this);
+    if (!pumpsHere.includes(this)) pumpsHere = [...pumpsHere, this];
     this.pumping = this.pump();
     return this;
   }
@@ -243,8 +248,8 @@ export class Stack extends EventEmitter implements ShimHost {
           // One poll for the thread (pollHere): join the one under way, or start it.
           const mine = pollHere === null;
           if (mine) {
-            const closed = pumpsClosed;
-            pollHere = this.poller.pollAsync(() => pumpsClosed !== closed || newsHere(), PUMP_SLICE_US);
+            pollClosed = pumpsClosed;
+            pollHere = this.poller.pollAsync(pollNews, PUMP_SLICE_US);
           }
           const hit = await pollHere!;
           if (mine) pollHere = null;
@@ -451,7 +456,7 @@ export class Stack extends EventEmitter implements ShimHost {
 
   async close(): Promise<void> {
     this.running = false;
-    pumpsHere.delete(this);
+    pumpsHere = pumpsHere.filter((s) => s !== this);
     pumpsClosed++;
     this.bell.ring();
     Atomics.notify(this.bell.i32, this.bell.index);
