@@ -288,6 +288,8 @@ export class Stack extends EventEmitter implements ShimHost {
         did++;
       }
     }
+    // What the application wrote in the handlers just run goes out now (see publishNow).
+    if (did > 0) for (let i = 0; i < this.tcpChannels.length; i++) this.tcpChannels[i].publishNow();
     return did;
   }
 

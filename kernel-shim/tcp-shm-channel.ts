@@ -125,6 +125,15 @@ export class ShmTcpChannel implements TcpChannel {
     }
   }
 
+  /**
+   * Publish what is committed now rather than at the end of the turn: the pump calls it after a drain,
+   * whose handlers' writes (a response to the request just delivered) then reach the tcp server before
+   * the pump goes on to its next poll. @internal
+   */
+  publishNow(): void {
+    this.ring.flush();
+  }
+
   private readonly flushNow = (): void => {
     this.flushQueued = false;
     this.ring.flush();
