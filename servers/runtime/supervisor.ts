@@ -193,8 +193,7 @@ export class Supervisor extends EventEmitter {
   private sampler: NodeJS.Timeout | null = null;
   private lastSampleUs = 0;
   private stopping = false;
-  /** Records dropped as poison (all time), in all, and per stack. */
-  poisonDropped = 0;
+  /** Records dropped as poison (all time), per stack. */
   private readonly poisonDroppedIn = new Map<StackMemory, number>();
 
   constructor(mem: StackMemory, opts: SupervisorOptions = {}) {
@@ -281,15 +280,16 @@ export class Supervisor extends EventEmitter {
   }
 
   /**
-   * Emit a host's event once per stack it runs servers of; `make` builds it from that stack's server
-   * names. With a co-hosted pair each event carries `memory`, the stack it is about (the Stack objects
-   * forward only their own), as each stack has its own 'tcp', 'ip'...
+   * Emit an event about stack `part` of host `h`. With a co-hosted pair it carries `memory`, the stack
+   * it is about (the Stack objects forward only their own), as each stack has its own 'tcp', 'ip'...
    */
-  private emitFor(h: Host, ev: string, make: (names: ServerName[]) => object, only?: Part): void {
-    for (const part of h.parts) {
-      if (only && part !== only) continue;
-      this.emit(ev, h.parts.length > 1 ? { ...make(part.names), memory: part.mem } : make(part.names));
-    }
+  private emitAbout(h: Host, part: Part, ev: string, payload: object): void {
+    this.emit(ev, h.parts.length > 1 ? { ...payload, memory: part.mem } : payload);
+  }
+
+  /** Emit a host's event once per stack it runs servers of; `make` builds it from that stack's names. */
+  private emitFor(h: Host, ev: string, make: (names: ServerName[]) => object): void {
+    for (const part of h.parts) this.emitAbout(h, part, ev, make(part.names));
   }
 
   /** The part of `h` whose input ring has index `ring` in the host loop's order (see host.ts). */
@@ -497,17 +497,16 @@ export class Supervisor extends EventEmitter {
     const decision = h.policy.onCrash(now, progressed || verdict === 'drop' || uptimeUs >= HEALTHY_UPTIME_US);
     h.crashLooping = decision.crashLooping;
     for (const part of h.parts) {
-      for (const name of part.names) this.emitFor(h, 'death', () => ({ server: name, ...info, reclaimed }), part);
+      for (const name of part.names) this.emitAbout(h, part, 'death', { server: name, ...info, reclaimed });
     }
     if (verdict === 'drop' && key !== null) {
       h.cb.set(C.SKIP_POS, inflPos);
       h.cb.set(C.SKIP_RING, inflRing);
-      this.poisonDropped++;
       this.poison.forget(h.index);
       const part = this.partOfInput(h, inflRing);
       this.poisonDroppedIn.set(part.mem, (this.poisonDroppedIn.get(part.mem) ?? 0) + 1);
       const at = { ring: inflRing, position: inflPos, attempts: this.poison.maxAttempts, reason };
-      this.emitFor(h, 'poison', (names) => ({ server: names.join('+'), ...at }), part);
+      this.emitAbout(h, part, 'poison', { server: part.names.join('+'), ...at });
     }
 
     if (decision.crashLooping) this.emitFor(h, 'crash-loop', (servers) => ({ servers, streak: decision.streak, delayUs: decision.delayUs }));
@@ -536,7 +535,7 @@ export class Supervisor extends EventEmitter {
       const ms = Math.max(0, serving - h.verdictAtUs) / 1000;
       h.recovery.record(ms);
       for (const part of h.parts) {
-        for (const name of part.names) this.emitFor(h, 'recovered', () => ({ server: name, incarnation: gen, recoveryMs: ms }), part);
+        for (const name of part.names) this.emitAbout(h, part, 'recovered', { server: name, incarnation: gen, recoveryMs: ms });
       }
     }
     h.state = 'serving';
@@ -742,22 +741,29 @@ export class Supervisor extends EventEmitter {
       for (const part of h.parts) {
         if (part.mem !== of) continue;
         for (const name of part.names) {
-        out[name] = {
-          thread: h.index,
-          threadId: h.threadId,
-          incarnation: h.gen,
-          state: h.state,
-          restarts: { ...h.restarts },
-          lastCrash: h.lastCrash,
-          recoveryMs: h.recovery.summary(),
-          detectionMs: h.detection.summary(),
-          crashLooping: h.crashLooping,
-          counters: of.counters(name).snapshot(),
-        };
+          out[name] = {
+            thread: h.index,
+            threadId: h.threadId,
+            incarnation: h.gen,
+            state: h.state,
+            restarts: { ...h.restarts },
+            lastCrash: h.lastCrash,
+            recoveryMs: h.recovery.summary(),
+            detectionMs: h.detection.summary(),
+            crashLooping: h.crashLooping,
+            counters: of.counters(name).snapshot(),
+          };
         }
       }
     }
     return out;
+  }
+
+  /** Records dropped as poison (all time), from every stack's rings. */
+  get poisonDropped(): number {
+    let n = 0;
+    for (const v of this.poisonDroppedIn.values()) n += v;
+    return n;
   }
 
   /** Records dropped as poison from the rings of stack `of`. */
