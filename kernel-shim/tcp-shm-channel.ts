@@ -29,6 +29,8 @@ import type {
 } from './tcp-channel.js';
 
 const SPACE_WAIT_MS = 50;
+/** A write at least this large publishes its kick at once (see ShmConn.write). */
+const PUBLISH_NOW_BYTES = 16384;
 
 function codeError(code: string, message: string): Error & { code: string } {
   return Object.assign(new Error(message), { code });
@@ -451,6 +453,10 @@ class ShmConn implements TcpConn {
     if (first < n) bytes.set(data.subarray(first, n), this.sendOff);
     Atomics.store(s, this.base + SW.APP_WRITTEN, (written + n) | 0);
     this.ch.kick(this.id, KICK_SEND);
+    // A large write publishes its kick at once rather than at the end of the turn (flushSoon): an
+    // application writing megabytes in one turn would otherwise leave the tcp server parked with a
+    // full send buffer until it returns (seen in `bench bulk` as the host idle while the shim wrote).
+    if (n >= PUBLISH_NOW_BYTES) this.ch.publishNow();
     return n;
   }
 

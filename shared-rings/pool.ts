@@ -59,6 +59,13 @@
  *   index or owner returns -1/false and counts `badArg`; exhaustion returns -1 and counts `exhausted`.
  *   view() allocates a subarray: hot paths should use `bytes` with offsetOf().
  *
+ * WARM REUSE
+ *   Each handle remembers the last few buffers it freed (a small stack, private to the handle) and
+ *   alloc() tries those first, newest first, with the same CAS as any alloc (a buffer someone else
+ *   took meanwhile simply fails it). A stack whose servers share a thread then cycles through a few
+ *   buffers that are still in the core's cache instead of next-fitting through all of them: with
+ *   1024 big buffers (68 MB) every 64 KiB segment and receive slot used to land in cold memory.
+ *
  * FREE-COUNT HINT
  *   An approximate shared count of free buffers. With no crashes and no concurrent audit() it is an
  *   upper bound of the true count at every instant, so alloc() fails fast (without scanning) when it is
@@ -67,6 +74,8 @@
  */
 
 const MAGIC = 0x4b4e5050; // 'KNPP'
+/** Buffers a handle remembers having freed (WARM REUSE): a bulk transfer keeps about this many busy. */
+const RECENT_MAX = 32;
 const VERSION = 1;
 const LINE = 64;
 
@@ -192,6 +201,10 @@ export class PacketPool {
   private cursor = 0;
   /** Consecutive fail-fast exhaustions of this handle (every 64th one scans anyway). */
   private failStreak = 0;
+  /** Buffers this handle freed last (see WARM REUSE): a ring of RECENT_MAX, `recentN` of them valid. */
+  private readonly recent = new Int32Array(RECENT_MAX);
+  private recentTop = 0;
+  private recentN = 0;
 
   private constructor(sab: SharedArrayBuffer) {
     const h = new Int32Array(sab, 0, HEADER_WORDS);
@@ -301,22 +314,34 @@ export class PacketPool {
       return -1;
     }
     const owners = this.owners, n = this.count;
+    while (this.recentN > 0) {
+      this.recentN--;
+      this.recentTop = (this.recentTop + RECENT_MAX - 1) % RECENT_MAX;
+      const r = this.recent[this.recentTop]!;
+      if (owners[r] === 0 && Atomics.compareExchange(owners, r, 0, owner) === 0) return this.allocated(r);
+    }
     let i = this.cursor;
     for (let k = 0; k < n; k++) {
       // A plain read first: cheap filter, the CAS decides.
       if (owners[i] === 0 && Atomics.compareExchange(owners, i, 0, owner) === 0) {
-        // Hint after the CAS: dying here leaves the hint too high (harmless), never too low.
-        if (Atomics.sub(h, H_FREE_HINT, 1) <= 0) Atomics.add(h, H_FREE_HINT, 1); // keep it >= 0
-        Atomics.add(this.epochs, i, 1);
-        Atomics.add(h, H_ALLOCS, 1);
         this.cursor = i + 1 === n ? 0 : i + 1;
-        this.failStreak = 0;
-        return i;
+        return this.allocated(i);
       }
       i = i + 1 === n ? 0 : i + 1;
     }
     Atomics.add(h, H_EXHAUSTED, 1);
     return -1;
+  }
+
+  /** The bookkeeping after alloc()'s CAS won buffer i. */
+  private allocated(i: number): number {
+    const h = this.h;
+    // Hint after the CAS: dying here leaves the hint too high (harmless), never too low.
+    if (Atomics.sub(h, H_FREE_HINT, 1) <= 0) Atomics.add(h, H_FREE_HINT, 1); // keep it >= 0
+    Atomics.add(this.epochs, i, 1);
+    Atomics.add(h, H_ALLOCS, 1);
+    this.failStreak = 0;
+    return i;
   }
 
   /**
@@ -337,6 +362,9 @@ export class PacketPool {
       return false;
     }
     Atomics.add(h, H_FREES, 1);
+    this.recent[this.recentTop] = idx;
+    this.recentTop = (this.recentTop + 1) % RECENT_MAX;
+    if (this.recentN < RECENT_MAX) this.recentN++;
     return true;
   }
 

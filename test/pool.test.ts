@@ -130,6 +130,38 @@ t.test('alloc/free cycles, exhaustion counted and recovered', async (t) => {
   assertAllFree(t, pool, 'after cycles');
 });
 
+t.test('warm reuse: a handle allocates what it freed last first, and never a buffer someone took', async (t) => {
+  const pool = PacketPool.create({ buffers: 64, bufferSize: 64 });
+  const other = PacketPool.attach(pool.sab);
+  const held = [pool.alloc(A), pool.alloc(A), pool.alloc(A)];
+  t.ok(pool.free(held[0]!, A));
+  t.ok(pool.free(held[2]!, A));
+  t.equal(pool.alloc(A), held[2], 'the newest free first');
+  // Another handle takes the older one meanwhile: this handle's memory of it must not hand it out twice.
+  const otherGot: number[] = [];
+  while (otherGot.length < 64 && otherGot[otherGot.length - 1] !== held[0]) otherGot.push(other.alloc(B));
+  t.equal(otherGot[otherGot.length - 1], held[0], 'the other handle found the freed buffer');
+  for (const idx of otherGot.slice(0, -1)) t.ok(other.free(idx, B));
+  const next = pool.alloc(A);
+  t.not(next, held[0], 'a remembered buffer owned by someone else is skipped');
+  t.ok(next >= 0);
+  t.equal(pool.ownerOf(held[0]!), B);
+  // A cycle of alloc/free keeps to the same few buffers (the point of it: they are in the cache).
+  const seen = new Set<number>();
+  let badFrees = 0;
+  for (let k = 0; k < 1000; k++) {
+    const a = pool.alloc(A), b = pool.alloc(A);
+    seen.add(a).add(b);
+    if (!pool.free(a, A) || !pool.free(b, A)) badFrees++;
+  }
+  t.equal(badFrees, 0, 'every cycle freed both');
+  t.ok(seen.size <= 4, `1000 cycles of two buffers used ${seen.size} buffers`);
+  for (const idx of [held[1]!, held[2]!, next]) t.ok(pool.free(idx, A));
+  t.ok(other.free(held[0]!, B));
+  assertAllFree(t, pool, 'after warm reuse');
+  t.equal(pool.stats().freeHint, 64, 'hint exact when quiescent');
+});
+
 t.test('double free, free by a non-owner and bad arguments are refused and counted', async (t) => {
   const pool = PacketPool.create({ buffers: 4, bufferSize: 64 });
   const idx = pool.alloc(A);

@@ -46,6 +46,7 @@
  *   as usual. A link without offload clears the flag on transmit and never sets it on receive.
  */
 import type { Doorbell } from '../../shared-rings/doorbell.js';
+import { copyAnyAlign } from '../runtime/fast-copy.js';
 
 /** Per-frame flag: checksums were not computed (tx) / must not be verified (rx). See the header. */
 export const FRAME_CSUM_OFFLOADED = 1;
@@ -272,12 +273,13 @@ export interface Link {
 
 /**
  * Copy `len` bytes between byte areas (they may be the same area; ranges must not overlap). Short
- * copies go byte by byte (no view object); long ones use one native copy (one short-lived subarray).
+ * copies go byte by byte (no view object); long ones through copyAnyAlign (memmove when the native
+ * addon is built: runtime/fast-copy.ts).
  */
 export function copyBytes(src: Uint8Array, srcPos: number, dst: Uint8Array, dstPos: number, len: number): void {
   if (len <= 64) {
     for (let k = 0; k < len; k++) dst[dstPos + k] = src[srcPos + k]!;
   } else {
-    dst.set(src.subarray(srcPos, srcPos + len), dstPos);
+    copyAnyAlign(dst, dstPos, src, srcPos, len);
   }
 }

@@ -249,8 +249,8 @@ function emit(s: Shell, seg: core.OutSeg, slot: number, t: Tcb | null): boolean 
     const first = Math.min(seg.dataLen, mask + 1 - pos);
     const bytes = s.v.bytes;
     if (slack !== 0) segOff += (bytes.byteOffset + sb + pos - (pb.byteOffset + segOff + hl)) & 7;
-    pb.set(bytes.subarray(sb + pos, sb + pos + first), segOff + hl);
-    if (first < seg.dataLen) pb.set(bytes.subarray(sb, sb + seg.dataLen - first), segOff + hl + first);
+    copyAnyAlign(pb, segOff + hl, bytes, sb + pos, first);
+    if (first < seg.dataLen) copyAnyAlign(pb, segOff + hl + first, bytes, sb, seg.dataLen - first);
   }
   r.emit(pb, segOff, seg.srcAddr >>> 0, seg.dstAddr >>> 0, !s.offload);
   if (slot >= 0) s.unsentWindow[slot] = 0; // this segment carries the window
