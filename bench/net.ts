@@ -30,6 +30,7 @@ import type { Stack } from '../kernel-shim/stack.js';
 import { createStackPair } from '../kernel-shim/stack-pair.js';
 import { fmt, textTable } from './table.js';
 import { warmupSeconds } from './warmup.js';
+import { readCpuTimes, stealPct } from './steal.js';
 import { validateBusyPollUs } from '../servers/runtime/stack-memory.js';
 
 export const NET_TESTS = ['bulk', 'rr', 'crr'] as const;
@@ -64,6 +65,8 @@ export interface NetBenchRow {
   seconds: number;
   /** keepnet: its stacks' busy poll budget (stack option busyPollUs, µs; 0: threads park at once); kernel: null. */
   busyPollUs: number | null;
+  /** Share of the machine's CPU time the hypervisor stole during the window, % (bench/steal.ts); null off Linux. */
+  stealPct: number | null;
 }
 
 export interface NetBenchResult {
@@ -151,6 +154,7 @@ function connect(net: NetLike, port: number, host: string): Promise<nodeNet.Sock
 interface Window {
   seconds: number;
   cpuS: number;
+  stealPct: number | null;
 }
 
 /** Run `warm` then open a measured window of `durationS`: returns its wall and CPU time. */
@@ -158,11 +162,12 @@ async function measure(warmS: number, durationS: number, onStart: () => void, on
   await sleep(warmS * 1000);
   onStart();
   const cpu0 = process.cpuUsage();
+  const ticks0 = readCpuTimes();
   const t0 = performance.now();
   await sleep(durationS * 1000);
   onStop();
   const seconds = (performance.now() - t0) / 1000;
-  return { seconds, cpuS: cpuSeconds(process.cpuUsage(cpu0)) };
+  return { seconds, cpuS: cpuSeconds(process.cpuUsage(cpu0)), stealPct: stealPct(ticks0, readCpuTimes()) };
 }
 
 function p99(samples: number[]): number {
@@ -211,7 +216,7 @@ async function bulk(net: NetLike, host: string, durationS: number): Promise<Meas
   await closeServer(server);
   if (clientError) throw clientError;
   const mb = bytes / 1e6;
-  return { mbps: mb / w.seconds, tps: null, cps: null, rttUs: null, rttP99Us: null, cpuS: w.cpuS, perCpuSecond: mb / w.cpuS, seconds: w.seconds };
+  return { mbps: mb / w.seconds, tps: null, cps: null, rttUs: null, rttP99Us: null, cpuS: w.cpuS, perCpuSecond: mb / w.cpuS, seconds: w.seconds, stealPct: w.stealPct };
 }
 
 /** The server side of rr and crr: answer every 64 bytes with 64 bytes; with `closeAfter`, then end. */
@@ -275,7 +280,7 @@ async function rr(net: NetLike, host: string, durationS: number): Promise<Measur
   if (clientError) throw clientError;
   const n = rtts.length;
   const mean = rtts.reduce((a, b) => a + b, 0) / n;
-  return { mbps: null, tps: n / w.seconds, cps: null, rttUs: mean, rttP99Us: p99(rtts), cpuS: w.cpuS, perCpuSecond: n / w.cpuS, seconds: w.seconds };
+  return { mbps: null, tps: n / w.seconds, cps: null, rttUs: mean, rttP99Us: p99(rtts), cpuS: w.cpuS, perCpuSecond: n / w.cpuS, seconds: w.seconds, stealPct: w.stealPct };
 }
 
 async function crr(net: NetLike, host: string, durationS: number): Promise<Measured> {
@@ -319,7 +324,7 @@ async function crr(net: NetLike, host: string, durationS: number): Promise<Measu
   if (failure) throw failure;
   const n = times.length;
   const mean = times.reduce((a, b) => a + b, 0) / n;
-  return { mbps: null, tps: null, cps: n / w.seconds, rttUs: mean, rttP99Us: p99(times), cpuS: w.cpuS, perCpuSecond: n / w.cpuS, seconds: w.seconds };
+  return { mbps: null, tps: null, cps: n / w.seconds, rttUs: mean, rttP99Us: p99(times), cpuS: w.cpuS, perCpuSecond: n / w.cpuS, seconds: w.seconds, stealPct: w.stealPct };
 }
 
 const RUN: Record<NetTest, typeof bulk> = { bulk, rr, crr };
@@ -528,9 +533,12 @@ export function medianRow(rows: readonly NetBenchRow[]): NetBenchRow {
   return sorted[(sorted.length - 1) >> 1];
 }
 
+/** Above this steal share in any row, the table says the run's figures are not representative. */
+const STEAL_WARN_PCT = 5;
+
 /** The table printed on a terminal. */
 export function formatNetBench(r: NetBenchResult): string {
-  const head = ['test', 'system', 'placement', 'MB/s', 'tx/s', 'conn/s', 'mean µs', 'p99 µs', 'CPU s', 'per CPU s', 'poll µs'];
+  const head = ['test', 'system', 'placement', 'MB/s', 'tx/s', 'conn/s', 'mean µs', 'p99 µs', 'CPU s', 'per CPU s', 'poll µs', 'steal %'];
   const rows = r.results.map((x) => [
     x.test,
     x.system,
@@ -543,6 +551,7 @@ export function formatNetBench(r: NetBenchResult): string {
     fmt(x.cpuS, 2),
     fmt(x.perCpuSecond, 1),
     fmt(x.busyPollUs),
+    fmt(x.stealPct, 1),
   ]);
   const out = [
     `keepnet: two stacks on the shared-memory wire (mtu ${r.wire.mtu}, checksum offload ${r.wire.checksumOffload ? 'on' : 'off'}); kernel: node:net over ${r.kernel.address}; ${r.durationS} s per measurement in ${r.rounds} alternating rounds (each row: the median round) after ${r.warmupS} s of warm-up each; each system in a process of its own`,
@@ -555,6 +564,13 @@ export function formatNetBench(r: NetBenchResult): string {
         .join(', '),
     'per CPU s: bulk MB, rr transactions, crr connections per CPU second (all threads, user + system).',
     "poll µs: the stacks' busy poll budget (busyPollUs; --busy-poll US sets it): CPU time spent polling counts in CPU s.",
+    "steal %: the machine's CPU time the hypervisor gave to other guests during the row's window (/proc/stat).",
   ];
+  const stolen = r.results.filter((x) => x.stealPct !== null && x.stealPct > STEAL_WARN_PCT);
+  if (stolen.length > 0) {
+    out.push(
+      `warning: the hypervisor took over ${STEAL_WARN_PCT}% of the CPU during ${stolen.length} row(s); a keepnet pair's threads stall whenever either core is taken, so those figures say more about the host than about the stack.`,
+    );
+  }
   return out.join('\n');
 }

@@ -3,12 +3,13 @@
  * The keepnet command line. Argument parsing is Node's own util.parseArgs (no dependency needed).
  *   keepnet bench rings [--json] [--scale X]
  *   keepnet bench bulk|rr|crr|all [--duration S] [--json] [--svg FILE]
+ *   keepnet bench ab --builds DIR,DIR [--test rr|bulk] [--json]
  *   keepnet bench tap [--duration S] [--placement P] [--offload on|off|both] [--json]
  *   keepnet faults --count N [--servers ...] [--kinds ...] [--json]
  */
 import { parseArgs } from 'node:util';
 import { benchProgress } from './commands/options.js';
-import { BENCH_NET_USAGE, BENCH_SCALE_USAGE, BENCH_TAP_USAGE, DEMO_USAGE, FAULTS_USAGE, TAP_USAGE } from './commands/usage.js';
+import { BENCH_AB_USAGE, BENCH_NET_USAGE, BENCH_SCALE_USAGE, BENCH_TAP_USAGE, DEMO_USAGE, FAULTS_USAGE, TAP_USAGE } from './commands/usage.js';
 
 // Each command's module is loaded only when that command runs. Besides start-up time, this keeps the
 // benchmarks' main thread free of code they do not use: with the fault campaign's and the report's
@@ -26,6 +27,8 @@ commands:
     ${BENCH_NET_USAGE}
   bench scale ...                    throughput with 1, 2... flow-sharded tcp instances per stack:
     ${BENCH_SCALE_USAGE}
+  bench ab ...                       keepnet builds side by side in one process, alternating slices (A/B of a change):
+    ${BENCH_AB_USAGE}
   bench tap ...                      keepnet against the Linux kernel over a TAP, bulk each way, offload off and on (root):
     ${BENCH_TAP_USAGE}
   tap --dev NAME --address A/P ...   attach a stack to a TAP device and serve until SIGINT/SIGTERM:
@@ -55,12 +58,17 @@ async function main(argv: string[]): Promise<void> {
   switch (cmd) {
     case 'bench': {
       // The benchmark's name: the first argument that is neither an option nor an option's value.
-      const withValue = new Set(['--scale', '--duration', '--rounds', '--warmup', '--svg', '--placement', '--mtu', '--tcp-instances', '--busy-poll', '--instances', '--connections', '--tests', '--offload']);
+      const withValue = new Set(['--scale', '--duration', '--rounds', '--warmup', '--svg', '--placement', '--mtu', '--tcp-instances', '--busy-poll', '--instances', '--connections', '--tests', '--offload', '--builds', '--test', '--slice']);
       const at = rest.findIndex((a, i) => !a.startsWith('-') && !(i > 0 && withValue.has(rest[i - 1])));
       const sub = at < 0 ? undefined : rest[at];
       if (sub === 'scale') {
         const { benchScaleCommand } = await import('./commands/bench-scale.js');
         await benchScaleCommand(rest.filter((_, i) => i !== at), fail);
+        return;
+      }
+      if (sub === 'ab') {
+        const { benchAbCommand } = await import('./commands/bench-ab.js');
+        await benchAbCommand(rest.filter((_, i) => i !== at), fail);
         return;
       }
       if (sub === 'tap') {

@@ -6,6 +6,8 @@ export const BENCH_NET_USAGE = `keepnet bench bulk|rr|crr|all [--duration S] [--
 
 export const BENCH_SCALE_USAGE = `keepnet bench scale [--instances 1,2] [--connections K] [--tests bulk,rr] [--duration S] [--warmup S] [--mtu N] [--json]`;
 
+export const BENCH_AB_USAGE = `keepnet bench ab --builds DIR,DIR[,...] [--test rr|bulk] [--slice MS] [--rounds N] [--warmup S] [--json]`;
+
 export const BENCH_TAP_USAGE = `keepnet bench tap [--duration S] [--warmup S] [--placement dedicated|shared] [--offload on|off|both] [--json]`;
 
 export const DEMO_USAGE = `keepnet demo [--duration S] [--both-stacks] [--tcp-instances N] [--plain] [--json]

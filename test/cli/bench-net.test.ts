@@ -37,7 +37,9 @@ t.test('keepnet bench all --duration 0.3 --warmup 0.2 --json --svg', async (t) =
       for (const k of FIGURES[test]) t.ok(typeof row[k] === 'number' && Number.isFinite(row[k]) && row[k] > 0, `${test} ${system} ${placement}: ${k} = ${row[k]}`);
       // Every number present anywhere in the row is finite and > 0 (not-applicable figures are null),
       // but the busy poll budget, which is 0 where the stack does not poll.
-      for (const [k, v] of Object.entries(row)) if (typeof v === 'number' && k !== 'busyPollUs') t.ok(Number.isFinite(v) && v > 0, `${test} ${system} ${placement}: ${k} = ${v}`);
+      for (const [k, v] of Object.entries(row)) if (typeof v === 'number' && k !== 'busyPollUs' && k !== 'stealPct') t.ok(Number.isFinite(v) && v > 0, `${test} ${system} ${placement}: ${k} = ${v}`);
+      // Steal: a percentage on Linux (this machine), 0 when the hypervisor took nothing.
+      t.ok(typeof row.stealPct === 'number' && row.stealPct >= 0 && row.stealPct <= 100, `${test} ${system} ${placement}: stealPct = ${row.stealPct}`);
       const poll = system === 'kernel' ? null : defaultBusyPollUs(placement === 'dedicated' ? 4 : 1);
       t.equal(row.busyPollUs, poll, `${test} ${system} ${placement}: the stacks' default busy poll budget (${poll})`);
     }
@@ -86,11 +88,24 @@ t.test('a system that cannot start fails the run with its reason (and its proces
 
 t.test('medianRow: the row of the median round, whole', async (t) => {
   const { medianRow } = await import('../../bench/net.js');
-  const row = (mbps: number, cpuS: number) => ({ test: 'bulk' as const, system: 'kernel' as const, placement: 'n/a' as const, mbps, tps: null, cps: null, rttUs: null, rttP99Us: null, cpuS, perCpuSecond: mbps / cpuS, seconds: 1, busyPollUs: null });
+  const row = (mbps: number, cpuS: number) => ({ test: 'bulk' as const, system: 'kernel' as const, placement: 'n/a' as const, mbps, tps: null, cps: null, rttUs: null, rttP99Us: null, cpuS, perCpuSecond: mbps / cpuS, seconds: 1, busyPollUs: null, stealPct: null });
   t.same(medianRow([row(300, 1), row(100, 2), row(200, 3)]), row(200, 3), 'odd count: the middle one, with its own CPU figures');
   t.same(medianRow([row(400, 1), row(100, 2), row(200, 3), row(300, 4)]), row(200, 3), 'even count: the lower middle');
   t.same(medianRow([row(5, 1)]), row(5, 1));
   t.throws(() => medianRow([]), RangeError);
+});
+
+t.test('steal: parsed from /proc/stat, as a share of the CPU time between two readings', async (t) => {
+  const { parseCpuTimes, stealPct } = await import('../../bench/steal.js');
+  const a = parseCpuTimes('cpu  100 0 50 800 10 0 5 35 0 0\ncpu0 50 0 25 400 5 0 2 18 0 0\n');
+  t.same(a, { steal: 35, total: 1000 });
+  const b = parseCpuTimes('cpu  200 0 100 1550 10 0 10 130 0 0\n');
+  t.same(b, { steal: 130, total: 2000 });
+  t.equal(stealPct(a, b), 9.5, '95 of 1000 ticks');
+  t.equal(stealPct(a, a), null, 'no time passed');
+  t.equal(stealPct(null, b), null);
+  t.equal(parseCpuTimes('intr 1 2 3\n'), null, 'no cpu line');
+  t.equal(parseCpuTimes('cpu  1 2 x 4 5 6 7 8\n'), null, 'a malformed line');
 });
 
 t.test('keepnet bench with a bad name or option fails with usage', async (t) => {
