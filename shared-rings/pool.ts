@@ -74,7 +74,7 @@
  */
 
 const MAGIC = 0x4b4e5050; // 'KNPP'
-/** Buffers a handle remembers having freed (WARM REUSE): a bulk transfer keeps about this many busy. */
+/** Buffers a handle remembers having freed (WARM REUSE). */
 const RECENT_MAX = 32;
 const VERSION = 1;
 const LINE = 64;
