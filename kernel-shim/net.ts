@@ -647,9 +647,15 @@ export class Socket extends Duplex {
       cb();
       return;
     }
-    conn.shutdown();
-    // libuv completes a shutdown request from the loop, not inside the call.
-    setImmediate(cb);
+    // libuv completes a shutdown request from the loop, not inside the call, and sends the FIN as it
+    // completes it: nothing the FIN causes (the peer's 'end', on this same event loop) can come before
+    // 'finish'. So the FIN is asked for in the same later turn that completes the request. (With the FIN
+    // asked for at once and only the callback deferred, a pump turn queued earlier could deliver the
+    // peer's 'end' first: the differential test saw it once under load.)
+    setImmediate(() => {
+      conn.shutdown();
+      cb();
+    });
   }
 
   // ---- closing ------------------------------------------------------------------------------------
