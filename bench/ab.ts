@@ -23,6 +23,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { echo64, MSG } from './echo.js';
 
 export const AB_TESTS = ['rr', 'bulk'] as const;
 export type AbTest = (typeof AB_TESTS)[number];
@@ -83,12 +84,12 @@ interface BenchSocket {
   on(ev: string, fn: (...a: never[]) => void): void;
   once(ev: string, fn: () => void): void;
   write(b: Buffer): boolean;
+  end(b: Buffer): void;
   setNoDelay(on: boolean): void;
   destroy(): void;
 }
 
 const PORT = 7000;
-const RR_BYTES = 64;
 const BULK_CHUNK = 256 * 1024;
 /** Bulk: how long a slice runs before it starts measuring (the window opening again after a pause). */
 const BULK_RAMP_MS = 30;
@@ -122,13 +123,7 @@ async function contender(dir: string, k: number, test: AbTest): Promise<Contende
       s.on('data', (d: Buffer) => void (count += d.length));
       return;
     }
-    s.setNoDelay(true);
-    const res = Buffer.alloc(RR_BYTES, 1);
-    let pending = 0;
-    s.on('data', (d: Buffer) => {
-      pending += d.length;
-      for (; pending >= RR_BYTES; pending -= RR_BYTES) s.write(res);
-    });
+    echo64(s, false);
   });
   await new Promise<void>((r) => server.listen(PORT, `${net}.1`, r));
   const c = B.net.connect(PORT, `${net}.1`);
@@ -137,11 +132,11 @@ async function contender(dir: string, k: number, test: AbTest): Promise<Contende
   let slice: (ms: number) => Promise<number>;
   if (test === 'rr') {
     c.setNoDelay(true);
-    const req = Buffer.alloc(RR_BYTES, 2);
+    const req = Buffer.alloc(MSG, 2);
     let got = 0;
     c.on('data', (d: Buffer) => {
       got += d.length;
-      for (; got >= RR_BYTES; got -= RR_BYTES) {
+      for (; got >= MSG; got -= MSG) {
         count++;
         if (run) c.write(req);
       }

@@ -31,6 +31,7 @@ import { createStackPair } from '../kernel-shim/stack-pair.js';
 import { fmt, textTable } from './table.js';
 import { warmupSeconds } from './warmup.js';
 import { readCpuTimes, stealPct } from './steal.js';
+import { echo64, MSG } from './echo.js';
 import { validateBusyPollUs } from '../servers/runtime/stack-memory.js';
 
 export const NET_TESTS = ['bulk', 'rr', 'crr'] as const;
@@ -119,7 +120,6 @@ interface NetLike {
   connect(port: number, host: string, cb?: () => void): nodeNet.Socket;
 }
 
-const MSG = 64;
 const CHUNK = 256 * 1024;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -220,24 +220,6 @@ async function bulk(net: NetLike, host: string, durationS: number): Promise<Meas
 }
 
 /** The server side of rr and crr: answer every 64 bytes with 64 bytes; with `closeAfter`, then end. */
-function echo64(s: nodeNet.Socket, closeAfter: boolean): void {
-  s.setNoDelay(true);
-  let pending = 0;
-  const reply = Buffer.alloc(MSG, 0x72);
-  s.on('data', (d: Buffer) => {
-    pending += d.length;
-    while (pending >= MSG) {
-      pending -= MSG;
-      if (closeAfter) {
-        s.end(reply);
-        return;
-      }
-      s.write(reply);
-    }
-  });
-  s.on('error', () => {});
-}
-
 async function rr(net: NetLike, host: string, durationS: number): Promise<Measured> {
   const sockets: nodeNet.Socket[] = [];
   const { server, port } = await listen(

@@ -22,6 +22,7 @@ import { Stack } from '../kernel-shim/stack.js';
 import { createStackPair } from '../kernel-shim/stack-pair.js';
 import { fmt, textTable } from './table.js';
 import { warmupSeconds } from './warmup.js';
+import { echo64, MSG } from './echo.js';
 
 export const SCALE_TESTS = ['bulk', 'rr'] as const;
 export type ScaleTest = (typeof SCALE_TESTS)[number];
@@ -76,7 +77,6 @@ export interface ScaleOptions {
   onProgress?: (what: string) => void;
 }
 
-const MSG = 64;
 const CHUNK = 256 * 1024;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -147,13 +147,7 @@ async function run(test: ScaleTest, A: Stack, B: Stack, k: number, durationS: nu
         if (counting) received += d.length;
       });
     } else {
-      s.setNoDelay(true);
-      const reply = Buffer.alloc(MSG, 0x72);
-      let pending = 0;
-      s.on('data', (d: Buffer) => {
-        pending += d.length;
-        for (; pending >= MSG; pending -= MSG) s.write(reply);
-      });
+      echo64(s, false);
     }
   }) as never) as unknown as nodeNet.Server;
   const port = await new Promise<number>((resolve) => server.listen(0, () => resolve((server.address() as nodeNet.AddressInfo).port)));
