@@ -30,7 +30,7 @@ import type { Stack } from '../kernel-shim/stack.js';
 import { createStackPair } from '../kernel-shim/stack-pair.js';
 import { fmt, textTable } from './table.js';
 import { warmupSeconds } from './warmup.js';
-import { readCpuTimes, stealPct } from './steal.js';
+import { readCpuTimes, stealPct, stealWarning } from './steal.js';
 import { echo64, MSG } from './echo.js';
 import { validateBusyPollUs } from '../servers/runtime/stack-memory.js';
 
@@ -515,9 +515,6 @@ export function medianRow(rows: readonly NetBenchRow[]): NetBenchRow {
   return sorted[(sorted.length - 1) >> 1];
 }
 
-/** Above this steal share in any row, the table says the run's figures are not representative. */
-const STEAL_WARN_PCT = 5;
-
 /** The table printed on a terminal. */
 export function formatNetBench(r: NetBenchResult): string {
   const head = ['test', 'system', 'placement', 'MB/s', 'tx/s', 'conn/s', 'mean µs', 'p99 µs', 'CPU s', 'per CPU s', 'poll µs', 'steal %'];
@@ -548,11 +545,7 @@ export function formatNetBench(r: NetBenchResult): string {
     "poll µs: the stacks' busy poll budget (busyPollUs; --busy-poll US sets it): CPU time spent polling counts in CPU s.",
     "steal %: the machine's CPU time the hypervisor gave to other guests during the row's window (/proc/stat).",
   ];
-  const stolen = r.results.filter((x) => x.stealPct !== null && x.stealPct > STEAL_WARN_PCT);
-  if (stolen.length > 0) {
-    out.push(
-      `warning: the hypervisor took over ${STEAL_WARN_PCT}% of the CPU during ${stolen.length} row(s); a keepnet pair's threads stall whenever either core is taken, so those figures say more about the host than about the stack.`,
-    );
-  }
+  const warning = stealWarning(r.results.map((x) => x.stealPct));
+  if (warning !== null) out.push(warning);
   return out.join('\n');
 }

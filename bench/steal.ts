@@ -41,3 +41,16 @@ export function stealPct(before: CpuTimes | null, after: CpuTimes | null): numbe
   if (!(total > 0)) return null;
   return (100 * Math.max(0, after.steal - before.steal)) / total;
 }
+
+/** Above this steal share in any row, a benchmark's table says the run's figures are not representative. */
+export const STEAL_WARN_PCT = 5;
+
+/**
+ * The warning a table prints under its rows when the hypervisor took more than STEAL_WARN_PCT of the CPU
+ * during any of them (`pcts`: each row's steal, null where unknown); null when none did.
+ */
+export function stealWarning(pcts: readonly (number | null)[]): string | null {
+  const stolen = pcts.filter((p) => p !== null && p > STEAL_WARN_PCT).length;
+  if (stolen === 0) return null;
+  return `warning: the hypervisor took over ${STEAL_WARN_PCT}% of the CPU during ${stolen} row(s); a keepnet stack's threads stall whenever either core is taken, so those figures say more about the host than about the stack.`;
+}

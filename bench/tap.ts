@@ -15,6 +15,7 @@
 import { fileURLToPath } from 'node:url';
 import { Stack } from '../kernel-shim/stack.js';
 import { KernelPeer, tapNamespace } from './tap-peer.js';
+import { readCpuTimes, stealPct, stealWarning } from './steal.js';
 import { warmupSeconds } from './warmup.js';
 
 export interface TapBenchRow {
@@ -25,6 +26,8 @@ export interface TapBenchRow {
   /** Driver counters of the run: GSO frames each way (0 without offload). */
   rxGsoFrames: number;
   txGsoFrames: number;
+  /** Share of the machine's CPU time the hypervisor stole during the measurement, % (bench/steal.ts); null off Linux. */
+  stealPct: number | null;
 }
 
 export interface TapBenchResult {
@@ -129,9 +132,10 @@ export async function benchTap(o: TapBenchOptions): Promise<TapBenchResult> {
       }
       o.onProgress?.(`keepnet->kernel, offload ${offload ? 'on' : 'off'}`);
       const before = driverCounts(stack);
+      const ticks0 = readCpuTimes();
       const tx = await send(stack, peer, ns.kernelAddr, o.duration);
       const mid = driverCounts(stack);
-      results.push(row('keepnet->kernel', offload, tx, before, mid));
+      results.push(row('keepnet->kernel', offload, tx, before, mid, stealPct(ticks0, readCpuTimes())));
 
       if (warmupS > 0) {
         o.onProgress?.(`kernel->keepnet, offload ${offload ? 'on' : 'off'}: warming up (${warmupS} s)`);
@@ -139,9 +143,10 @@ export async function benchTap(o: TapBenchOptions): Promise<TapBenchResult> {
       }
       o.onProgress?.(`kernel->keepnet, offload ${offload ? 'on' : 'off'}`);
       const mid2 = driverCounts(stack);
+      const ticks1 = readCpuTimes();
       const rx = await receive(stack, peer, ns.stackAddr, o.duration);
       const after = driverCounts(stack);
-      results.push(row('kernel->keepnet', offload, rx, mid2, after));
+      results.push(row('kernel->keepnet', offload, rx, mid2, after, stealPct(ticks1, readCpuTimes())));
     } finally {
       await stack.close();
       ns.destroy();
@@ -168,8 +173,9 @@ function row(
   moved: { bytes: number; ms?: number },
   from: { rx: number; tx: number },
   to: { rx: number; tx: number },
+  steal: number | null,
 ): TapBenchRow {
-  return { direction, offload, bytes: moved.bytes, mbps: moved.ms ? moved.bytes / 1e3 / moved.ms : 0, rxGsoFrames: to.rx - from.rx, txGsoFrames: to.tx - from.tx };
+  return { direction, offload, bytes: moved.bytes, mbps: moved.ms ? moved.bytes / 1e3 / moved.ms : 0, rxGsoFrames: to.rx - from.rx, txGsoFrames: to.tx - from.tx, stealPct: steal };
 }
 
 function driverCounts(stack: Stack): { rx: number; tx: number } {
@@ -179,14 +185,18 @@ function driverCounts(stack: Stack): { rx: number; tx: number } {
 
 export function formatTapBench(r: TapBenchResult): string {
   const lines = [`keepnet <-> Linux kernel over TAP, bulk TCP, ${r.durationS} s each after ${r.warmupS} s of warm-up, placement ${r.placement} (MB = 10^6 bytes)`, ''];
-  lines.push('direction          offload      MB/s   GSO frames rx/tx');
+  lines.push('direction          offload      MB/s   steal %   GSO frames rx/tx');
   for (const x of r.results) {
+    const steal = x.stealPct === null ? 'n/a' : x.stealPct.toFixed(1);
     lines.push(
-      `${x.direction.padEnd(18)} ${(x.offload ? 'on' : 'off').padEnd(8)} ${x.mbps.toFixed(1).padStart(9)}   ${x.rxGsoFrames}/${x.txGsoFrames}`,
+      `${x.direction.padEnd(18)} ${(x.offload ? 'on' : 'off').padEnd(8)} ${x.mbps.toFixed(1).padStart(9)}   ${steal.padStart(7)}   ${x.rxGsoFrames}/${x.txGsoFrames}`,
     );
   }
   lines.push('');
   const f = (v: number | null): string => (v === null ? 'n/a' : `${v.toFixed(2)}x`);
   lines.push(`offload on / off: keepnet->kernel ${f(r.ratios['keepnet->kernel'])}, kernel->keepnet ${f(r.ratios['kernel->keepnet'])}`);
+  lines.push("steal %: the machine's CPU time the hypervisor gave to other guests during the measurement (/proc/stat).");
+  const warning = stealWarning(r.results.map((x) => x.stealPct));
+  if (warning !== null) lines.push(warning);
   return lines.join('\n');
 }

@@ -20,13 +20,13 @@
  * the task is the supervisor's job, which is what it wants to decide anyway.)
  */
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { makeOwner } from '../../shared-rings/pool.js';
 import { RingProducer, scanRing } from '../../shared-rings/ring.js';
 import { C, CRASH, EXIT_CRASH, FAULT, HostState, SLOT, SlotState, type ControlBlock } from './control.js';
 import { HangMonitor, type HangMonitorOptions } from './failure-detector.js';
+import { ThreadStats } from './thread-stats.js';
 import type { HostTask } from './host.js';
 import { CARRIES_BUFFER, DESC_BUF, DESC_EPOCH, MSG, POISON_BYTES } from './messages.js';
 import { PoisonTracker, recordKey } from './poison.js';
@@ -136,33 +136,6 @@ const HUNG_RUN_NS = 25_000_000;
 const STARVE_MAX_US = 2_000_000;
 /** Longest silence excused for a busy thread asleep in the runtime (us): see starvedNotHung. */
 const BLOCKED_MAX_US = 1_000_000;
-
-/** A thread's time on the CPU and waiting on a run queue (ns), from Linux's schedstat; null elsewhere. */
-function readSchedstat(tid: number): { runNs: number; waitNs: number } | null {
-  if (!(tid > 0)) return null;
-  try {
-    const [run, wait] = readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ');
-    const runNs = Number(run);
-    const waitNs = Number(wait);
-    return Number.isFinite(runNs) && Number.isFinite(waitNs) ? { runNs, waitNs } : null;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * A thread's scheduler state letter from /proc (R running or runnable, S sleeping, D uninterruptible,
- * ...); '' where it cannot be read.
- */
-function readThreadState(tid: number): string {
-  if (!(tid > 0)) return '';
-  try {
-    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-    return stat.charAt(stat.lastIndexOf(')') + 2);
-  } catch {
-    return '';
-  }
-}
 
 /**
  * Threads per host: the running one and two warm standbys. A poison message crashes a server several
@@ -597,13 +570,13 @@ export class Supervisor extends EventEmitter {
     h.hangDetail = '';
     if (!before) return false;
     const tid = h.cb.get(C.OS_TID);
-    const st = readSchedstat(tid);
+    const st = this.threadStats.schedstat(h.index, tid);
     if (!st) return false;
     const silenceUs = now - before.atUs;
     const elapsedNs = silenceUs * 1000;
     const ranNs = st.runNs - before.runNs;
     const waitedNs = st.waitNs - before.waitNs;
-    const state = readThreadState(tid);
+    const state = this.threadStats.state(tid);
     // What the verdict was based on, for the death record: a false verdict must be diagnosable.
     h.hangDetail =
       `ran ${(ranNs / 1e6).toFixed(1)} ms and waited for a CPU ${(waitedNs / 1e6).toFixed(1)} ms of ` +
@@ -624,6 +597,9 @@ export class Supervisor extends EventEmitter {
 
   /** Hang verdicts withheld because the silent thread was starved of CPU, not hung (all time). */
   starvationExcused = 0;
+
+  /** The host threads' scheduler figures from /proc (descriptors kept open: thread-stats.ts). */
+  private readonly threadStats = new ThreadStats();
 
   /** The verdict "hung": terminate the thread (via its task's abort signal), and note when it is gone. */
   private killHung(h: Host, s: { phi: number; silenceUs: number }): void {
@@ -668,7 +644,7 @@ export class Supervisor extends EventEmitter {
       if (beat !== h.lastBeat) {
         // Seen beating: remember how much CPU the thread had had by now (see starvedNotHung).
         h.lastBeat = beat;
-        const st = readSchedstat(h.cb.get(C.OS_TID));
+        const st = this.threadStats.schedstat(h.index, h.cb.get(C.OS_TID));
         h.sched = st ? { atUs: now, runNs: st.runNs, waitNs: st.waitNs } : null;
       }
       if (s.verdict === 'ok') {
@@ -792,6 +768,7 @@ export class Supervisor extends EventEmitter {
     if (this.stopping || this.open.size > 0) return;
     this.stopping = true;
     if (this.sampler) clearInterval(this.sampler);
+    this.threadStats.close();
     for (const h of this.hosts) {
       if (h.restartTimer) clearTimeout(h.restartTimer);
       h.cb.set(C.STOP, 1);

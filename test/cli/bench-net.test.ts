@@ -108,6 +108,13 @@ t.test('steal: parsed from /proc/stat, as a share of the CPU time between two re
   t.equal(parseCpuTimes('cpu  1 2 x 4 5 6 7 8\n'), null, 'a malformed line');
 });
 
+t.test('stealWarning: only above the threshold, counting the rows', async (t) => {
+  const { stealWarning, STEAL_WARN_PCT } = await import('../../bench/steal.js');
+  t.equal(stealWarning([]), null);
+  t.equal(stealWarning([null, 0, STEAL_WARN_PCT]), null, 'at the threshold: no warning');
+  t.match(stealWarning([null, STEAL_WARN_PCT + 0.1, 2, 40])!, /took over 5% of the CPU during 2 row\(s\)/);
+});
+
 t.test('keepnet bench with a bad name or option fails with usage', async (t) => {
   const r = await run(['bench', 'nope']);
   t.equal(r.code, 2);
