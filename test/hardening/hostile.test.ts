@@ -175,8 +175,9 @@ t.test('overlapping and tiny fragments are safe', async (t) => {
     t.comment(`reassembly: ${JSON.stringify(Object.fromEntries(Object.entries(ip).filter(([k]) => /frag|reasm|evict|overlap|memory|too-big|held/.test(k))))}`);
     t.ok((ip['drop:overlap-conflict'] ?? 0) + (ip['drop:fragment'] ?? 0) > 0, 'the conflicting overlap was dropped and counted');
     t.ok((ip['evicted'] ?? 0) > 0 || (ip['drop:memory'] ?? 0) > 0, 'the incomplete datagrams hit the reassembly bounds (evicted / memory)');
-    await e.peer.until(() => e.stack.stats().pool.inUse === 32, 5000);
-    t.equal(e.stack.stats().pool.inUse, 32, 'no pool buffer held by reassembly');
+    // (The wait's own reading is the check: a second read can catch a segment of a timer in flight.)
+    const drained = await e.peer.until(() => e.stack.stats().pool.inUse === 32, 5000);
+    t.ok(drained, `no pool buffer held by reassembly (baseline 32, ${e.stack.stats().pool.inUse} now)`);
     // Still works: a normal datagram.
     await e.peer.write([eth(e.peer.stackMac, e.peer.mac, ETHERTYPE_IPV4, ipv4({ src: PEER, dst: STACK, proto: 17 }, udp(PEER, STACK, 999, 5353, Buffer.from('ok'))))]);
     await e.peer.until(() => got.some((g) => g.toString() === 'ok'), 2000);
@@ -221,8 +222,11 @@ t.test('SYN flood from spoofed addresses: established connections keep working, 
     // The last cookie SYN-ACKs may still be on their way out (a buffer in a ring or on the wire) when
     // the flood ends: back to the baseline once they are gone, or a buffer leaked. (Waits on the
     // condition; the 15 s bound only matters on a machine so loaded that 5 s once fell short in CI.)
-    await e.peer.until(() => e.stack.stats().pool.inUse === 32, 15_000);
-    t.equal(e.stack.stats().pool.inUse, 32, 'pool back to its baseline');
+    // The wait's own reading is the check. The stack's timers (the SYN-RECEIVED children's SYN-ACK
+    // retransmissions among them) allocate a segment now and then, so a second read can catch one in
+    // flight: 33 once in CI, right after the wait had seen 32. A leaked buffer never lets the wait see 32.
+    const settled = await e.peer.until(() => e.stack.stats().pool.inUse === 32, 15_000);
+    t.ok(settled, `pool back to its baseline (32; ${e.stack.stats().pool.inUse} now)`);
   });
 });
 
