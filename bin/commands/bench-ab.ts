@@ -3,7 +3,7 @@
  * keepnet builds side by side in one process, in alternating slices (bench/ab.ts says why).
  */
 import { AB_TESTS, benchAb, formatAbBench, type AbTest } from '../../bench/ab.js';
-import { benchProgress, parseOrFail, warmupOption, type Fail } from './options.js';
+import { benchProgress, integerOption, parseOrFail, warmupOption, type Fail } from './options.js';
 
 export async function benchAbCommand(args: string[], fail: Fail): Promise<void> {
   const { values } = parseOrFail(
@@ -25,8 +25,7 @@ export async function benchAbCommand(args: string[], fail: Fail): Promise<void> 
   if (!(AB_TESTS as readonly string[]).includes(test)) fail(`--test must be rr or bulk, got '${values.test}'`);
   const sliceMs = values.slice === undefined ? 100 : Number(values.slice);
   if (!Number.isFinite(sliceMs) || sliceMs < 10 || sliceMs > 10_000) fail(`--slice must be milliseconds in [10, 10000], got '${values.slice}'`);
-  const rounds = values.rounds === undefined ? 40 : Number(values.rounds);
-  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 10_000) fail(`--rounds must be an integer in [1, 10000], got '${values.rounds}'`);
+  const rounds = integerOption('rounds', values.rounds, fail, 1, 10_000, 40);
   const warmupS = warmupOption(values.warmup, fail);
   const progress = benchProgress(values.json);
   let r;

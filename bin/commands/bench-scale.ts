@@ -5,7 +5,7 @@
  */
 import { benchScale, formatScaleBench, SCALE_TESTS, type ScaleTest } from '../../bench/scale.js';
 import { MAX_TCP_INSTANCES } from '../../servers/runtime/topology.js';
-import { benchProgress, durationOption, mtuOption, parseOrFail, warmupOption, type Fail } from './options.js';
+import { benchProgress, durationOption, integerOption, mtuOption, parseOrFail, warmupOption, type Fail } from './options.js';
 
 export async function benchScaleCommand(args: string[], fail: Fail): Promise<void> {
   const { values } = parseOrFail(
@@ -27,8 +27,7 @@ export async function benchScaleCommand(args: string[], fail: Fail): Promise<voi
   if (!instances.every((n) => Number.isInteger(n) && n >= 1 && n <= MAX_TCP_INSTANCES)) {
     fail(`--instances must be a list of integers in [1, ${MAX_TCP_INSTANCES}], got '${values.instances}'`);
   }
-  const connections = values.connections === undefined ? 8 : Number(values.connections);
-  if (!Number.isInteger(connections) || connections < 1 || connections > 1024) fail(`--connections must be an integer in [1, 1024], got '${values.connections}'`);
+  const connections = integerOption('connections', values.connections, fail, 1, 1024, 8);
   const tests = (values.tests ?? SCALE_TESTS.join(',')).split(',') as ScaleTest[];
   if (!tests.every((t) => (SCALE_TESTS as readonly string[]).includes(t))) fail(`--tests must be bulk, rr or both, got '${values.tests}'`);
   const mtu = mtuOption(values.mtu, fail, 65535);

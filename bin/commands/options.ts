@@ -39,28 +39,27 @@ export function warmupOption(v: string | undefined, fail: Fail): number {
   return x;
 }
 
+/** An integer option `--NAME` in [lo, hi] (default `dflt`); anything else fails with usage. */
+export function integerOption(name: string, v: string | undefined, fail: Fail, lo: number, hi: number, dflt: number): number {
+  if (v === undefined) return dflt;
+  const x = Number(v);
+  if (!Number.isInteger(x) || x < lo || x > hi) fail(`--${name} must be an integer in [${lo}, ${hi}], got '${v}'`);
+  return x;
+}
+
 /** Alternating rounds of a benchmark, 1..100 (default 3). */
 export function roundsOption(v: string | undefined, fail: Fail): number {
-  if (v === undefined) return 3;
-  const x = Number(v);
-  if (!Number.isInteger(x) || x < 1 || x > 100) fail(`--rounds must be an integer in [1, 100], got '${v}'`);
-  return x;
+  return integerOption('rounds', v, fail, 1, 100, 3);
 }
 
 /** An MTU in [576, 65535] (default `dflt`). */
 export function mtuOption(v: string | undefined, fail: Fail, dflt: number): number {
-  if (v === undefined) return dflt;
-  const x = Number(v);
-  if (!Number.isInteger(x) || x < 576 || x > 65535) fail(`--mtu must be an integer in [576, 65535], got '${v}'`);
-  return x;
+  return integerOption('mtu', v, fail, 576, 65535, dflt);
 }
 
 /** The number of flow-sharded tcp instances, 1..MAX_TCP_INSTANCES (default 1). */
 export function tcpInstancesOption(v: string | undefined, fail: Fail): number {
-  if (v === undefined) return 1;
-  const x = Number(v);
-  if (!Number.isInteger(x) || x < 1 || x > MAX_TCP_INSTANCES) fail(`--tcp-instances must be an integer in [1, ${MAX_TCP_INSTANCES}], got '${v}'`);
-  return x;
+  return integerOption('tcp-instances', v, fail, 1, MAX_TCP_INSTANCES, 1);
 }
 
 /** --busy-poll US: the stacks' busy poll budget in microseconds (undefined: the stack's own default). */

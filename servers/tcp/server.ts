@@ -223,8 +223,10 @@ function emit(s: Shell, seg: core.OutSeg, slot: number, t: Tcb | null): boolean 
   const segLen = hl + seg.dataLen;
   // Payload bytes go to the same address modulo 8 as in the send buffer (up to 7 bytes of extra
   // headroom): V8 copies between SharedArrayBuffers word by word only when both ends are equally
-  // aligned, else byte by byte (16 GB/s against 2-3 GB/s for 64 KiB here). The wire (shm-wire.ts) and
-  // the receiver keep that alignment, so the receiver's copy into its receive buffer is fast too.
+  // aligned, else byte by byte (16 GB/s against 2-3 GB/s for 64 KiB here). Copies of 1 KiB or more now
+  // go through memmove at any alignment when the addon is built (runtime/fast-copy.ts); the alignment
+  // still serves shorter payloads, and every copy without the addon. The wire (shm-wire.ts) and the
+  // receiver keep it, so the receiver's copy into its receive buffer gets the same benefit.
   const slack = seg.dataLen > 0 && t !== null && HEADROOM + segLen + 7 <= pools.maxSize ? 7 : 0;
   const buf = pools.alloc(HEADROOM + segLen + slack, ctx.owner);
   if (buf < 0) {
