@@ -1,6 +1,6 @@
 /**
  * `keepnet bench ab`: the in-process A/B of builds, run as a child process on this checkout against
- * itself (an A/A): the JSON shape, one slice per round per build, every figure finite and > 0, the
+ * itself (an A/A): the JSON shape, one slice per round per build, every figure finite (the medians > 0), the
  * first build's ratio exactly 1 and the others' median between their quartiles; and its usage errors
  * (no builds, a directory that is not a built checkout, a wrong test). No speed is asserted.
  */
@@ -14,18 +14,23 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 for (const test of ['rr', 'bulk']) {
   t.test(`keepnet bench ab --builds ROOT,ROOT --test ${test} --json`, async (t) => {
-    const r = await runCli(['bench', 'ab', '--builds', `${ROOT},${ROOT}`, '--test', test, '--slice', '20', '--rounds', '4', '--warmup', '0.2', '--json']);
+    // Slices of 100 ms (the default): a 20 ms slice of bulk once moved nothing in CI, where tap runs
+    // test files side by side on two cores and a pair can stall for that long.
+    const r = await runCli(['bench', 'ab', '--builds', `${ROOT},${ROOT}`, '--test', test, '--slice', '100', '--rounds', '4', '--warmup', '0.2', '--json']);
     t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.slice(-2000)})`);
     const j = JSON.parse(r.stdout.trim());
     t.equal(j.test, test);
     t.equal(j.unit, test === 'rr' ? 'tps' : 'MB/s');
     t.equal(j.rounds, 4);
-    t.equal(j.sliceMs, 20);
+    t.equal(j.sliceMs, 100);
     t.equal(j.builds.length, 2, 'two builds');
     for (const b of j.builds) {
       t.equal(b.slices.length, 4, 'a slice per round');
-      t.ok(b.slices.every((v: number) => Number.isFinite(v) && v > 0), `every slice moved data: ${b.slices}`);
-      t.ok(Number.isFinite(b.median) && b.median > 0, `median ${b.median}`);
+      // A slice may see nothing complete when the machine is oversubscribed (tap runs test files side by
+      // side on two cores: an rr slice of 100 ms once had no transaction finish, its neighbours ~20 tx/s),
+      // so each slice must be a finite measurement and the median must show data moving.
+      t.ok(b.slices.every((v: number) => Number.isFinite(v) && v >= 0), `every slice a measurement: ${b.slices}`);
+      t.ok(Number.isFinite(b.median) && b.median > 0, `data moved: median ${b.median}`);
       t.ok(b.ratioQ1 <= b.ratio && b.ratio <= b.ratioQ3, `quartiles around the ratio: ${b.ratioQ1} ${b.ratio} ${b.ratioQ3}`);
     }
     t.equal(j.builds[0].ratio, 1, 'the first build is the reference');
